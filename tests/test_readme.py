@@ -1,0 +1,40 @@
+"""The README's examples run as written, and the code is ruff-clean."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def test_readme_examples_run_in_order():
+    namespace: dict = {}
+    blocks = python_blocks()
+    assert blocks, "the README has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["value"].shape == () and set(namespace["grads"]) == {"W1", "b1", "W2", "b2"}
+    assert namespace["W"].grad.shape == (784, 64)
+
+
+def test_quickstart_runs():
+    result = subprocess.run([sys.executable, "-m", "models.quickstart"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "gradient check passed" in result.stdout
+
+
+def test_code_is_ruff_clean():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with the test extra)")
+    result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

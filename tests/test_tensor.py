@@ -1,0 +1,49 @@
+"""The Tensor's construction rules and attributes."""
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+
+
+@pytest.mark.parametrize("data, dtype", [
+    (np.ones(2, np.float16), np.float16), (np.ones(2, np.float32), np.float32),
+    (np.ones(2), np.float64), (np.arange(3), np.float64), (np.array([True]), np.float64),
+    (3, np.float64), (2.5, np.float64), ([1, 2], np.float64),
+])
+def test_dtype_rules(data, dtype):
+    assert tg.Tensor(data).dtype == dtype
+
+
+def test_no_copy_and_attributes():
+    array = np.arange(6.0).reshape(2, 3)
+    t = tg.Tensor(array, requires_grad=True, name="w")
+    assert t.data is array and t.numpy() is array
+    assert (t.shape, t.ndim, t.size, t.name, t.grad) == ((2, 3), 2, 6, "w", None)
+    assert t.requires_grad and t.is_leaf
+    assert tg.Tensor(np.array([4.0])).item() == 4.0
+    assert np.asarray(t) is array
+
+
+def test_repr_shows_shape_dtype_and_op():
+    t = tg.Tensor(np.ones((2, 2), np.float32), requires_grad=True, name="w")
+    text = repr(t * 2)
+    assert "shape=(2, 2)" in text and "dtype=float32" in text and "op=mul" in text
+    assert "name='w'" in repr(t)
+
+
+def test_bad_data_is_a_clear_error():
+    with pytest.raises(TypeError, match="cannot hold data of dtype <U1"):
+        tg.Tensor(["a"])
+
+
+def test_methods():
+    t = tg.Tensor(np.arange(6.0).reshape(2, 3))
+    assert t.T.shape == (3, 2) and t.transpose(1, 0).shape == (3, 2)
+    assert t.transpose((1, 0)).shape == (3, 2)
+    assert t.reshape(3, 2).shape == (3, 2) and t.reshape((6,)).shape == (6,)
+    assert t.sum(axis=0).shape == (3,) and t.mean(axis=1, keepdims=True).shape == (2, 1)
+    assert t.max().item() == 5.0
+    assert np.array_equal(t > 2, t.data > 2)
+    assert len(t) == 2 and t[0].shape == (3,)
+    assert {t: 1}[t] == 1  # tensors are hashable; == keeps identity meaning

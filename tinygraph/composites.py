@@ -1,0 +1,22 @@
+"""Functions built only from primitives: they need no backward rule of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygraph import ops
+
+
+def mean(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+    """Average over ``axis`` (all axes when None): sum(x, axis) / count."""
+    shape = np.shape(x)  # Tensors have .shape too
+    axes = range(len(shape)) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
+    count = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    return ops.reduce_sum(x, axis=axis, keepdims=keepdims) / count
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """exp(x_i) / sum_j exp(x_j) along ``axis``, computed as exp(log_softmax(x)) for stability."""
+    return ops.exp(ops.log_softmax(x, axis=axis))

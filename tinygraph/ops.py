@@ -1,0 +1,551 @@
+"""Every built-in primitive: forward, backward rule (VJP) and valid sample inputs, one block each.
+
+Rules receive ``grad_out`` (the cotangent of the output), ``out`` (the forward result), the inputs
+and the op's parameters, and return one cotangent per input. A cotangent may have the broadcast
+shape of the output: the reverse pass sums it back to the input's shape, in one place. Rules are
+written with operators and methods a Tensor also has wherever NumPy allows, so that a later
+higher-order pass can run them on Tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinygraph.primitive import describe, primitive
+from tinygraph.sampling import Draw, array, axis_for, distinct_array, elementwise
+from tinygraph.tensor import Tensor
+
+
+def _broadcast_explain(*inputs: Any) -> str:
+    shapes = " and ".join(describe(np.asarray(v)) for v in inputs)
+    return f"shapes {shapes} do not broadcast"
+
+
+def _normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(int(a) % ndim if ndim else 0 for a in axes)
+
+
+def _with_kept_dims(value: Any, ndim: int, axis: Any, keepdims: bool) -> Any:
+    """Reinsert the reduced axes as size-1 dims, so a reduction's result broadcasts to its input."""
+    if keepdims or ndim == 0:
+        return value
+    if axis is None:
+        return value.reshape((1,) * ndim)
+    return np.expand_dims(value, _normalize_axes(axis, ndim))
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise arithmetic
+# ---------------------------------------------------------------------------------------------
+
+@primitive(sample=elementwise(2), explain=_broadcast_explain)
+def add(a, b):
+    """a + b, broadcasting."""
+    return np.add(a, b)
+
+
+add.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a+b)/da = 1
+           lambda grad_out, out, a, b: grad_out)   # d(a+b)/db = 1
+
+
+@primitive(sample=elementwise(2), explain=_broadcast_explain)
+def sub(a, b):
+    """a - b, broadcasting."""
+    return np.subtract(a, b)
+
+
+sub.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a-b)/da = 1
+           lambda grad_out, out, a, b: -grad_out)  # d(a-b)/db = -1
+
+
+@primitive(sample=elementwise(2), explain=_broadcast_explain)
+def mul(a, b):
+    """a * b, broadcasting."""
+    return np.multiply(a, b)
+
+
+mul.defvjp(lambda grad_out, out, a, b: grad_out * b,   # d(ab)/da = b
+           lambda grad_out, out, a, b: grad_out * a)   # d(ab)/db = a
+
+
+def _div_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape_a, shape_b = draw.broadcastable_shapes(2)
+    return (array(draw, shape_a), array(draw, shape_b, avoid=(0.0,), margin=0.5)), {}
+
+
+@primitive(sample=_div_sample, explain=_broadcast_explain)
+def div(a, b):
+    """a / b, broadcasting."""
+    return np.divide(a, b)
+
+
+div.defvjp(lambda grad_out, out, a, b: grad_out / b,         # d(a/b)/da = 1/b
+           lambda grad_out, out, a, b: -grad_out * out / b)  # d(a/b)/db = -a/b^2 = -out/b
+
+
+@primitive(sample=elementwise(1))
+def neg(x):
+    """-x."""
+    return np.negative(x)
+
+
+neg.defvjp(lambda grad_out, out, x: (-grad_out,))
+
+
+def _power_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape_x, shape_p = draw.broadcastable_shapes(2)
+    return (array(draw, shape_x, 0.5, 2.0), array(draw, shape_p, -2.0, 2.0)), {}
+
+
+def _power_exponent_vjp(grad_out, out, x, p):
+    # d(x^p)/dp = x^p log x for x > 0 (taken as 0 elsewhere: there x^p is not smooth in p)
+    positive = np.greater(x, 0)
+    return grad_out * out * np.log(np.where(positive, x, 1)) * positive
+
+
+@primitive(sample=_power_sample, explain=_broadcast_explain)
+def power(x, p):
+    """x ** p, broadcasting."""
+    return np.power(x, p)
+
+
+power.defvjp(lambda grad_out, out, x, p: grad_out * p * x ** (p - 1),  # d(x^p)/dx = p x^(p-1)
+             _power_exponent_vjp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise functions
+# ---------------------------------------------------------------------------------------------
+
+@primitive(sample=elementwise(1))
+def exp(x):
+    """e ** x."""
+    return np.exp(x)
+
+
+exp.defvjp(lambda grad_out, out, x: (grad_out * out,))  # d/dx e^x = e^x
+
+
+@primitive(sample=elementwise(1, 0.2, 3.0))
+def log(x):
+    """Natural logarithm."""
+    return np.log(x)
+
+
+log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
+
+
+@primitive(sample=elementwise(1, -6.0, 6.0))
+def sigmoid(x):
+    """1 / (1 + e^-x), exact and warning-free for any |x|: only e^-|x| is ever computed."""
+    decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    numerator = np.where(np.greater_equal(x, 0), np.ones((), dtype=decay.dtype), decay)
+    return numerator / (1 + decay)
+
+
+sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)
+
+
+@primitive(sample=elementwise(1, -3.0, 3.0))
+def tanh(x):
+    """Hyperbolic tangent."""
+    return np.tanh(x)
+
+
+tanh.defvjp(lambda grad_out, out, x: (grad_out * (1 - out * out),))  # tanh' = 1 - tanh^2
+
+
+@primitive(sample=elementwise(1, avoid=(0.0,)))
+def relu(x):
+    """max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+relu.defvjp(lambda grad_out, out, x: (grad_out * np.greater(x, 0),))  # 1 where x > 0, else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions
+# ---------------------------------------------------------------------------------------------
+
+def _reduction_sample(draw: Draw, distinct: bool = False) -> tuple[tuple, dict]:
+    shape = draw.shape()
+    x = distinct_array(draw, shape) if distinct else array(draw, shape)
+    return (x,), {"axis": axis_for(draw, len(shape)), "keepdims": draw.choice([False, True])}
+
+
+@primitive(name="sum", sample=_reduction_sample)
+def reduce_sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (all axes when None)."""
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+@reduce_sum.defvjp
+def sum_vjp(grad_out, out, x, axis=None, keepdims=False):
+    """d(sum x)/dx = 1: the cotangent is spread back over the summed axes."""
+    return (np.broadcast_to(_with_kept_dims(grad_out, np.ndim(x), axis, keepdims), np.shape(x)),)
+
+
+@primitive(name="max", sample=lambda draw: _reduction_sample(draw, distinct=True))
+def reduce_max(x, axis=None, keepdims=False):
+    """Maximum over ``axis`` (all axes when None)."""
+    return np.max(x, axis=axis, keepdims=keepdims)
+
+
+@reduce_max.defvjp
+def max_vjp(grad_out, out, x, axis=None, keepdims=False):
+    """d(max x)/dx = 1 at the maximum; ties share the cotangent equally."""
+    ndim = np.ndim(x)
+    is_max = np.equal(x, _with_kept_dims(out, ndim, axis, keepdims))
+    ties = np.sum(is_max, axis=_normalize_axes(axis, ndim), keepdims=True, dtype=out.dtype)
+    return (_with_kept_dims(grad_out, ndim, axis, keepdims) * is_max / ties,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and indexing
+# ---------------------------------------------------------------------------------------------
+
+def _reshape_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape = draw.shape(max_dims=3)
+    size = int(np.prod(shape, dtype=np.int64))
+    new_shape = draw.choice([(size,), (1, size), (size, 1), (-1,), ()]) if size == 1 else \
+        draw.choice([(size,), (1, size), (size, 1), (-1,)])
+    return (array(draw, shape),), {"shape": new_shape}
+
+
+@primitive(sample=_reshape_sample)
+def reshape(x, shape):
+    """x with a new shape of the same size (a view; -1 infers one side)."""
+    return np.reshape(x, shape)
+
+
+reshape.defvjp(lambda grad_out, out, x, shape: (grad_out.reshape(np.shape(x)),))
+
+
+def _transpose_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape = draw.shape()
+    axes = draw.choice([None, tuple(draw.rng().permutation(len(shape)).tolist())])
+    return (array(draw, shape),), {"axes": axes}
+
+
+@primitive(sample=_transpose_sample)
+def transpose(x, axes=None):
+    """Permute the axes (reverse them when ``axes`` is None)."""
+    return np.transpose(x, axes)
+
+
+@transpose.defvjp
+def transpose_vjp(grad_out, out, x, axes=None):
+    """The cotangent goes back through the inverse permutation."""
+    inverse = None if axes is None else tuple(np.argsort(axes).tolist())
+    return (grad_out.transpose(inverse),)
+
+
+def _broadcast_to_sample(draw: Draw) -> tuple[tuple, dict]:
+    small, large = draw.broadcastable_shapes(2)
+    target = np.broadcast_shapes(small, large)
+    return (array(draw, small),), {"shape": target}
+
+
+@primitive(sample=_broadcast_to_sample)
+def broadcast_to(x, shape):
+    """x repeated along new or size-1 axes to ``shape`` (a view)."""
+    return np.broadcast_to(x, shape)
+
+
+# The pass sums the cotangent back to x's shape.
+broadcast_to.defvjp(lambda grad_out, out, x, shape: (grad_out,))
+
+
+def _is_basic_index(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis
+               for p in parts)
+
+
+def _index_sample(draw: Draw) -> tuple[Any, tuple[int, ...]]:
+    """An index into an array of a drawn shape: int, slice, repeated int array, or a mix."""
+    shape = draw.shape(min_dims=1)
+    first = shape[0]
+    kind = draw.choice(["int", "slice", "array", "mixed"])
+    rows = draw.rng().integers(0, first, size=draw.integers(1, 5))  # repeats are likely
+    if kind == "int":
+        index: Any = draw.integers(-first, first - 1)
+    elif kind == "slice":
+        index = slice(draw.integers(0, first - 1), None, draw.choice([1, 2]))
+    elif kind == "array":
+        index = rows
+    else:
+        index = (rows, slice(None)) if len(shape) > 1 else (rows,)
+    return index, shape
+
+
+def _getitem_sample(draw: Draw) -> tuple[tuple, dict]:
+    index, shape = _index_sample(draw)
+    return (array(draw, shape),), {"index": index}
+
+
+@primitive(name="getitem", sample=_getitem_sample)
+def getitem(x, index):
+    """x[index]: basic (a view) or integer-array indexing."""
+    return x[index]
+
+
+getitem.defvjp(lambda grad_out, out, x, index:  # scatter-add: repeated indices sum
+               (scatter_add(grad_out, index=index, shape=np.shape(x)),))
+
+
+def _scatter_add_sample(draw: Draw) -> tuple[tuple, dict]:
+    index, shape = _index_sample(draw)
+    values_shape = np.zeros(shape)[index].shape
+    return (array(draw, values_shape),), {"index": index, "shape": shape}
+
+
+@primitive(sample=_scatter_add_sample)
+def scatter_add(values, index, shape):
+    """zeros(shape) with ``values`` added at ``index`` (repeated positions add up)."""
+    result = np.zeros(shape, dtype=np.result_type(values, np.float16))
+    if _is_basic_index(index):
+        result[index] = values  # basic indices never repeat a position
+    else:
+        np.add.at(result, index, values)
+    return result
+
+
+scatter_add.defvjp(lambda grad_out, out, values, index, shape: (grad_out[index],))
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear algebra
+# ---------------------------------------------------------------------------------------------
+
+def _matmul_sample(draw: Draw) -> tuple[tuple, dict]:
+    m, k, n = draw.integers(1, 4), draw.integers(1, 4), draw.integers(1, 4)
+    case = draw.choice(["matrix", "vector-matrix", "matrix-vector", "vector", "batched"])
+    if case == "matrix":
+        shapes = (m, k), (k, n)
+    elif case == "vector-matrix":
+        shapes = (k,), draw.choice([(k, n), (2, k, n)])
+    elif case == "matrix-vector":
+        shapes = draw.choice([(m, k), (2, m, k)]), (k,)
+    elif case == "vector":
+        shapes = (k,), (k,)
+    else:
+        batch_a, batch_b = draw.broadcastable_shapes(2, min_dims=1, max_dims=2, max_side=3)
+        shapes = (*batch_a, m, k), (*batch_b, k, n)
+    return tuple(array(draw, s) for s in shapes), {}
+
+
+def _matmul_explain(a: Any, b: Any) -> str:
+    a, b = np.asarray(a), np.asarray(b)
+    where = f"{describe(a)} @ {describe(b)}"
+    if a.ndim == 0 or b.ndim == 0:
+        return f"{where}: both operands need at least one dimension (use mul for scalars)"
+    inner_a, inner_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if inner_a != inner_b:
+        return f"{where}: inner dimensions {inner_a} and {inner_b} differ"
+    return f"{where}: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
+
+
+@primitive(sample=_matmul_sample, explain=_matmul_explain)
+def matmul(a, b):
+    """a @ b as np.matmul: 1-D, 2-D, or stacks of matrices with broadcast batch dims."""
+    return np.matmul(a, b)
+
+
+def _matmul_vjp_a(grad_out, out, a, b):
+    """d(a @ b)/da: grad_out @ b^T, with 1-D operands promoted and squeezed as np.matmul does."""
+    if np.ndim(b) == 1:
+        return grad_out * b if np.ndim(a) == 1 else grad_out[..., None] * b
+    if np.ndim(a) == 1:
+        return (b @ grad_out[..., None])[..., 0]
+    return grad_out @ b.swapaxes(-1, -2)
+
+
+def _matmul_vjp_b(grad_out, out, a, b):
+    """d(a @ b)/db: a^T @ grad_out, with 1-D operands promoted and squeezed as np.matmul does."""
+    if np.ndim(a) == 1:
+        return grad_out * a if np.ndim(b) == 1 else a[:, None] * grad_out[..., None, :]
+    if np.ndim(b) == 1:
+        return (a.swapaxes(-1, -2) @ grad_out[..., None])[..., 0]
+    return a.swapaxes(-1, -2) @ grad_out
+
+
+matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Softmax family (fused for numerical stability)
+# ---------------------------------------------------------------------------------------------
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)  # exp never overflows
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _log_softmax_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape = draw.shape(min_dims=1)
+    return (array(draw, shape, -3.0, 3.0),), {"axis": draw.integers(-len(shape), len(shape) - 1)}
+
+
+@primitive(sample=_log_softmax_sample)
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) = x - log(sum(exp(x))) along ``axis``, stable for any magnitude."""
+    return _log_softmax(x, axis)
+
+
+@log_softmax.defvjp
+def log_softmax_vjp(grad_out, out, x, axis=-1):
+    """d/dx_j (x_i - lse(x)) = [i = j] - softmax_j: grad_out - softmax * sum(grad_out)."""
+    return (grad_out - np.exp(out) * grad_out.sum(axis=axis, keepdims=True),)
+
+
+def _class_ids(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Check labels of shape (N,) as class ids in [0, C); return them as integers."""
+    count, classes = logits.shape
+    if labels.shape[0] != count:
+        raise ValueError(f"got {labels.shape[0]} labels for {count} rows of logits {logits.shape}")
+    if labels.dtype.kind == "f":
+        whole = np.equal(labels, np.round(labels))
+        if not whole.all():
+            row = int(np.argmin(whole))
+            raise ValueError(f"label {labels[row]} at row {row} is not an integer class id")
+    elif labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+    if count == 0:
+        return labels.astype(np.intp)
+    low, high = labels.min(), labels.max()
+    if low < 0:
+        row = int(np.argmin(labels))
+        raise ValueError(f"label {labels[row]} at row {row} is negative")
+    if high >= classes:
+        row = int(np.argmax(labels))
+        raise ValueError(f"label {labels[row]} at row {row} is out of range for {classes} classes")
+    return labels.astype(np.intp, copy=False)
+
+
+def _check_cross_entropy(logits: np.ndarray, labels: Any) -> np.ndarray:
+    if np.ndim(logits) != 2:
+        raise ValueError(f"logits must be 2-D (N, C), got shape {np.shape(logits)}")
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return _class_ids(logits, labels)
+    if labels.ndim == 2:
+        if labels.shape != logits.shape:
+            raise ValueError(f"targets of shape {labels.shape} do not match logits {logits.shape}")
+        if labels.dtype.kind not in "fiub":
+            raise ValueError(f"targets must be numbers, got dtype {labels.dtype}")
+        return labels
+    raise ValueError(
+        f"labels must be class ids of shape (N,) or targets of shape (N, C), got {labels.shape}"
+    )
+
+
+def _cross_entropy_sample(draw: Draw) -> tuple[tuple, dict]:
+    count, classes = draw.integers(1, 4), draw.integers(2, 5)
+    logits = array(draw, (count, classes), -3.0, 3.0)
+    if draw.choice([True, False]):
+        labels: Any = draw.rng().integers(0, classes, size=count)
+    else:
+        labels = draw.rng().dirichlet(np.ones(classes), size=count)
+    return (logits, labels), {}
+
+
+@primitive(sample=_cross_entropy_sample)
+def softmax_cross_entropy(logits, labels):
+    """mean_n -sum_c target[n, c] log softmax(logits[n])_c, with labels as ids or targets."""
+    labels = _check_cross_entropy(logits, labels)
+    log_probs = _log_softmax(logits, axis=1)
+    count = logits.shape[0]
+    if labels.ndim == 1:
+        total = log_probs[np.arange(count), labels].sum()
+    else:
+        total = np.sum(labels * log_probs)
+    return np.asarray(-total / max(count, 1), dtype=logits.dtype)
+
+
+def _cross_entropy_vjp_logits(grad_out, out, logits, labels):
+    """d loss/d logits = (softmax(logits) * sum(target) - target) / N (= softmax - target)."""
+    labels = np.asarray(labels)
+    count = logits.shape[0]
+    softmax = np.exp(_log_softmax(logits, axis=1))
+    if labels.ndim == 1:
+        softmax[np.arange(count), labels.astype(np.intp)] -= 1
+        return softmax * (grad_out / count)
+    return (softmax * labels.sum(axis=1, keepdims=True) - labels) * (grad_out / count)
+
+
+def _cross_entropy_vjp_labels(grad_out, out, logits, labels):
+    """d loss/d target = -log softmax(logits) / N; class ids have no derivative."""
+    if np.ndim(labels) == 1:
+        return None
+    return _log_softmax(logits, axis=1) * (-grad_out / logits.shape[0])
+
+
+softmax_cross_entropy.defvjp(_cross_entropy_vjp_logits, _cross_entropy_vjp_labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor operators: each one calls the primitive above
+# ---------------------------------------------------------------------------------------------
+
+def _shape_args(args: tuple) -> Any:
+    """Accept both ``t.reshape(2, 3)`` and ``t.reshape((2, 3))``."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return args
+
+
+def _plain_index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.data.astype(np.intp) if index.dtype.kind == "f" else index.data
+    if isinstance(index, tuple):
+        return tuple(_plain_index(part) for part in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def _install_operators() -> None:
+    from tinygraph import composites
+
+    operators = {
+        "__add__": lambda self, other: add(self, other),
+        "__radd__": lambda self, other: add(other, self),
+        "__sub__": lambda self, other: sub(self, other),
+        "__rsub__": lambda self, other: sub(other, self),
+        "__mul__": lambda self, other: mul(self, other),
+        "__rmul__": lambda self, other: mul(other, self),
+        "__truediv__": lambda self, other: div(self, other),
+        "__rtruediv__": lambda self, other: div(other, self),
+        "__matmul__": lambda self, other: matmul(self, other),
+        "__rmatmul__": lambda self, other: matmul(other, self),
+        "__pow__": lambda self, other: power(self, other),
+        "__rpow__": lambda self, other: power(other, self),
+        "__neg__": lambda self: neg(self),
+        "__pos__": lambda self: self,
+        "__getitem__": lambda self, index: getitem(self, index=_plain_index(index)),
+        "T": property(lambda self: transpose(self)),
+        "sum": lambda self, axis=None, keepdims=False: reduce_sum(self, axis=axis,
+                                                                   keepdims=keepdims),
+        "mean": lambda self, axis=None, keepdims=False: composites.mean(self, axis, keepdims),
+        "max": lambda self, axis=None, keepdims=False: reduce_max(self, axis=axis,
+                                                                   keepdims=keepdims),
+        "reshape": lambda self, *shape: reshape(self, shape=_shape_args(shape)),
+        "transpose": lambda self, *axes: transpose(self, axes=_shape_args(axes) or None),
+        "exp": lambda self: exp(self),
+        "log": lambda self: log(self),
+        "sigmoid": lambda self: sigmoid(self),
+        "tanh": lambda self: tanh(self),
+        "relu": lambda self: relu(self),
+    }
+    for name, function in operators.items():
+        setattr(Tensor, name, function)
+
+
+_install_operators()

@@ -1,0 +1,238 @@
+"""Primitives: a forward function on arrays, its backward rule (VJP), and how to sample inputs.
+
+Built-in ops and users' ops are made the same way::
+
+    @tg.primitive
+    def cube(x):
+        return x ** 3
+
+    @cube.defvjp
+    def cube_vjp(grad_out, out, x):
+        return (grad_out * 3 * x ** 2,)
+
+Calling a primitive on arrays and numbers only returns the forward result (an array). Called with
+at least one Tensor it returns a Tensor, and records a node when an input requires grad and
+recording is on. Positional arguments are the op's inputs; keyword arguments are its parameters
+(axis, shape, ...), passed to the forward and to the rule unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tinygraph.sampling import SampleFn, default_sample
+from tinygraph.state import STATE
+from tinygraph.tensor import Tensor
+
+REGISTRY: dict[str, Primitive] = {}
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+Rule = Callable[..., Any]
+
+
+def user_site() -> str:
+    """``file:line`` of the innermost caller outside tinygraph (where the user wrote the op)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def describe(value: Any) -> str:
+    """A short description of an op input for error messages: its shape (and dtype)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return str(tuple(value.shape))
+    if isinstance(value, (int, float, bool)):
+        return repr(value)
+    return type(value).__name__
+
+
+class Primitive:
+    """One differentiable operation: ``forward``, its rule(s) and a ``sample`` of valid inputs.
+
+    The rule is either one function ``vjp(grad_out, out, *inputs, **params)`` returning one
+    cotangent per input (``None`` for an input with no derivative), or one function per input,
+    each returning that input's cotangent; the second form lets the reverse pass skip inputs
+    that need no gradient (the data ``x`` in ``x @ W``).
+    """
+
+    __slots__ = ("name", "forward", "joint_rule", "input_rules", "sample", "explain",
+                 "arity", "module", "__wrapped__", "__dict__")
+
+    def __init__(self, forward: Callable[..., Any], name: str | None = None,
+                 sample: SampleFn | None = None,
+                 explain: Callable[..., str] | None = None) -> None:
+        self.forward = forward
+        self.name = name or forward.__name__
+        self.__doc__ = forward.__doc__
+        self.__wrapped__ = forward
+        self.module = getattr(forward, "__module__", None) or "__main__"
+        self.arity = _positional_arity(forward)
+        self.sample = sample or default_sample(max(self.arity, 1))
+        self.explain = explain
+        self.joint_rule: Rule | None = None
+        self.input_rules: tuple[Rule | None, ...] | None = None
+
+    def defvjp(self, *rules: Rule | None) -> Rule | None:
+        """Set the backward rule: one function for all inputs, or one function per input.
+
+        Returns the first rule, so that ``defvjp`` works as a decorator.
+        """
+        if not rules:
+            raise TypeError(f"{self.name}.defvjp: give one rule, or one rule per input")
+        if len(rules) == 1:
+            self.joint_rule, self.input_rules = rules[0], None
+        else:
+            self.joint_rule, self.input_rules = None, tuple(rules)
+        return rules[0]
+
+    @property
+    def has_rule(self) -> bool:
+        return self.joint_rule is not None or self.input_rules is not None
+
+    def cotangents(self, grad_out: Any, out: Any, inputs: tuple, params: dict,
+                   needed: list[bool]) -> tuple:
+        """Apply the rule: one cotangent (or None) per input; inputs not ``needed`` may be None."""
+        if self.joint_rule is not None:
+            result = self.joint_rule(grad_out, out, *inputs, **params)
+            if len(inputs) == 1 and not isinstance(result, (tuple, list)) and result is not None:
+                return (result,)  # a single-input rule may return its cotangent bare
+            if not isinstance(result, (tuple, list)) or len(result) != len(inputs):
+                got = f"{len(result)} values" if isinstance(result, (tuple, list)) else repr(
+                    type(result).__name__)
+                raise TypeError(
+                    f"{self.name}: the backward rule must return a tuple of {len(inputs)} "
+                    f"cotangent(s), one per input (None where there is none); it returned {got}"
+                )
+            return tuple(result)
+        if self.input_rules is None:
+            raise NotImplementedError(
+                f"{self.name}: no backward rule; define one with @{self.name}.defvjp"
+            )
+        rules = self.input_rules
+        if len(rules) != len(inputs):
+            raise TypeError(f"{self.name}: {len(rules)} rules for {len(inputs)} inputs")
+        return tuple(
+            rule(grad_out, out, *inputs, **params) if need and rule is not None else None
+            for rule, need in zip(rules, needed)
+        )
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        values = []
+        any_tensor = record = False
+        for arg in args:
+            if isinstance(arg, Tensor):
+                any_tensor = True
+                record = record or arg.requires_grad
+                values.append(arg.data)
+            else:
+                values.append(arg)
+        try:
+            out = self.forward(*values, **params)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise self._input_error(exc, values, params) from None
+        if not any_tensor:
+            return out
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        result = Tensor.__new__(Tensor)
+        result.data = out
+        result.grad = None
+        result.name = None
+        result._scope = STATE.scope
+        result._retain = False
+        if record and STATE.grad_enabled:
+            result.requires_grad = True
+            result._prim = self
+            result._inputs = args
+            result._params = params
+        else:
+            result.requires_grad = False
+            result._prim = None
+            result._inputs = ()
+            result._params = {}
+        if STATE.anomaly:
+            check_finite(self, out, values, "forward")
+        return result
+
+    def _input_error(self, exc: Exception, values: list, params: dict) -> Exception:
+        """The forward failed on these inputs: say which op, which shapes, and where."""
+        reason = None
+        if self.explain is not None:
+            try:
+                reason = self.explain(*values, **params)
+            except Exception:  # the explanation must never hide the real error
+                reason = None
+        if reason is None:
+            shapes = ", ".join(describe(v) for v in values)
+            reason = f"inputs {shapes}: {exc}"
+        extra = f" with {params}" if params and self.explain is None else ""
+        return type(exc)(f"{self.name}: {reason}{extra} (at {user_site()})")
+
+    def __repr__(self) -> str:
+        return f"<tinygraph primitive {self.name}>"
+
+
+def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
+                 node_name: str | None = None) -> None:
+    """Under ``detect_anomaly``: raise FloatingPointError if ``value`` holds NaN or inf."""
+    if value is None:
+        return
+    array = np.asarray(value)
+    if array.dtype.kind not in "fc" or np.isfinite(array).all():
+        return
+    kind = "NaN" if np.isnan(array).any() else "inf"
+    node = f" (node {node_name!r})" if node_name else ""
+    bad_inputs = any(
+        isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all()
+        for v in inputs
+    )
+    origin = " (its inputs already held NaN/inf)" if bad_inputs else ""
+    raise FloatingPointError(
+        f"detect_anomaly: {kind} first appeared in the {where} of {prim.name}{node}{origin}, "
+        f"output shape {array.shape} (at {user_site()})"
+    )
+
+
+def _positional_arity(function: Callable[..., Any]) -> int:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in signature.parameters.values()
+               if p.kind in kinds and p.default is inspect.Parameter.empty)
+
+
+def primitive(forward: Callable[..., Any] | None = None, *, name: str | None = None,
+              sample: SampleFn | None = None, explain: Callable[..., str] | None = None,
+              register: bool = True) -> Any:
+    """Make a differentiable op from a forward function on NumPy arrays.
+
+    ``name`` defaults to the function's name; ``sample(draw) -> (args, params)`` draws valid
+    inputs for the gradient checks (the default suits smooth ops of any arity); ``explain``
+    turns a failed forward into a one-line reason. Registered ops are what the gradient-check
+    suite and the op benchmarks walk; ``register=False`` keeps an op out of the registry.
+    """
+
+    def make(function: Callable[..., Any]) -> Primitive:
+        op = Primitive(function, name=name, sample=sample, explain=explain)
+        if register:
+            REGISTRY[op.name] = op
+        return op
+
+    return make if forward is None else make(forward)
+
+
+def registry() -> dict[str, Primitive]:
+    """Every registered primitive by name (a copy)."""
+    return dict(REGISTRY)

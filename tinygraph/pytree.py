@@ -1,0 +1,63 @@
+"""Pytrees: nested dicts, lists and tuples whose leaves are arrays, Tensors or numbers.
+
+``flatten`` lists the leaves in a fixed order (dict keys in insertion order) with a path for each
+(``['W1']``, ``[0][2]``) for messages; ``unflatten`` rebuilds the same structure around new leaves.
+``None`` is an empty subtree, as in JAX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+TreeDef = Any  # a nested description of the structure; opaque to callers
+
+
+def flatten(tree: Any) -> tuple[list[Any], TreeDef, list[str]]:
+    """(leaves, structure, paths) of ``tree`` (recursive: pytrees are shallow, graphs are not)."""
+    leaves: list[Any] = []
+    paths: list[str] = []
+
+    def walk(node: Any, path: str) -> TreeDef:
+        if isinstance(node, dict):
+            return ("dict", tuple(node), tuple(walk(v, f"{path}[{k!r}]") for k, v in node.items()))
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return ("namedtuple", type(node),
+                    tuple(walk(v, f"{path}.{f}") for f, v in zip(node._fields, node)))
+        if isinstance(node, (list, tuple)):
+            kind = "list" if isinstance(node, list) else "tuple"
+            return (kind, len(node), tuple(walk(v, f"{path}[{i}]") for i, v in enumerate(node)))
+        if node is None:
+            return ("none",)
+        leaves.append(node)
+        paths.append(path)
+        return ("leaf",)
+
+    return leaves, walk(tree, ""), paths
+
+
+def unflatten(treedef: TreeDef, leaves: list[Any]) -> Any:
+    """Rebuild the structure ``treedef`` with ``leaves`` in flatten's order."""
+    position = iter(leaves)
+
+    def build(node: TreeDef) -> Any:
+        kind = node[0]
+        if kind == "leaf":
+            return next(position)
+        if kind == "none":
+            return None
+        if kind == "dict":
+            return {k: build(child) for k, child in zip(node[1], node[2])}
+        if kind == "namedtuple":
+            return node[1](*(build(child) for child in node[2]))
+        children = [build(child) for child in node[2]]
+        return children if kind == "list" else tuple(children)
+
+    return build(treedef)
+
+
+def tree_map(function: Callable[..., Any], tree: Any, *others: Any) -> Any:
+    """Apply ``function`` leaf by leaf to ``tree`` (and trees of the same structure)."""
+    leaves, treedef, _ = flatten(tree)
+    other_leaves = [flatten(other)[0] for other in others]
+    return unflatten(treedef, [function(*parts) for parts in zip(leaves, *other_leaves)])

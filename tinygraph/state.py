@@ -1,0 +1,72 @@
+"""Global recording state: whether to record, whether to check for NaN/inf, the current scope.
+
+The state is process-wide (not per thread), like the rest of tinygraph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _State:
+    __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth")
+
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.anomaly = False
+        self.scope: tuple[str, ...] = ()
+        self.transform_depth = 0
+
+
+STATE = _State()
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Record nothing inside: results are constants with ``requires_grad=False``."""
+    previous = STATE.grad_enabled
+    STATE.grad_enabled = False
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = previous
+
+
+@contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record again inside an enclosing ``no_grad``."""
+    previous = STATE.grad_enabled
+    STATE.grad_enabled = True
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return STATE.grad_enabled
+
+
+@contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise FloatingPointError at the first op whose result or cotangent holds NaN or inf."""
+    previous = STATE.anomaly
+    STATE.anomaly = True
+    try:
+        yield
+    finally:
+        STATE.anomaly = previous
+
+
+@contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Group the nodes made inside under ``name`` (scopes nest); drawings show them as boxes."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"scope: the name must be a non-empty string, got {name!r}")
+    previous = STATE.scope
+    STATE.scope = (*previous, name)
+    try:
+        yield
+    finally:
+        STATE.scope = previous

@@ -1,0 +1,180 @@
+"""The Tensor: an array plus the record of the primitive that made it.
+
+A Tensor is a node of the computation graph. A leaf has no primitive; a recorded node keeps its
+primitive, its inputs (Tensors or constants), the primitive's parameters (axis, shape, ...) and the
+scope it was made in. Nothing is copied: ``data`` is the forward result itself.
+
+The arithmetic operators are installed by :mod:`tinygraph.ops`, next to the primitives they call,
+so that this file knows no op by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tinygraph.primitive import Primitive
+
+_KEPT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def as_float_array(data: Any) -> np.ndarray:
+    """``np.asarray(data)``: float16/32/64 keep their dtype; ints, bools, numbers become float64."""
+    if isinstance(data, Tensor):
+        return data.data
+    array = np.asarray(data)
+    if array.dtype.type in _KEPT_DTYPES:
+        return array
+    if array.dtype.kind in "biu":
+        return array.astype(np.float64)
+    raise TypeError(
+        f"tinygraph.Tensor: cannot hold data of dtype {array.dtype} "
+        "(use float16/32/64, integers or booleans)"
+    )
+
+
+class Tensor:
+    """An n-dimensional array that records how it was computed.
+
+    ``Tensor(data, requires_grad=False, name=None)`` wraps ``np.asarray(data)`` without copying.
+    After ``backward()``, ``.grad`` holds d(output)/d(self), summed over every backward call.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "name", "_prim", "_inputs", "_params",
+                 "_scope", "_retain", "__weakref__")
+    # NumPy must defer to us: ``ndarray @ Tensor`` calls Tensor.__rmatmul__, not an object ufunc.
+    __array_ufunc__ = None
+
+    data: np.ndarray
+    grad: np.ndarray | None
+    requires_grad: bool
+    name: str | None
+    _prim: Primitive | None
+    _inputs: tuple
+    _params: dict
+    _scope: tuple
+    _retain: bool
+
+    def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
+        from tinygraph.state import STATE
+
+        self.data = as_float_array(data)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._prim = None
+        self._inputs = ()
+        self._params = {}
+        self._scope = STATE.scope
+        self._retain = False
+
+    # -- array-like attributes ------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array (not a copy)."""
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if dtype is None:
+            return self.data
+        return self.data.astype(dtype)
+
+    @property
+    def op(self) -> Primitive | None:
+        """The primitive that made this tensor, or None for a leaf."""
+        return self._prim
+
+    @property
+    def inputs(self) -> tuple:
+        """The recorded inputs (Tensors or constants) of the primitive that made this tensor."""
+        return self._inputs
+
+    @property
+    def params(self) -> dict:
+        """The primitive's parameters (axis, shape, index, ...)."""
+        return self._params
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The nested scope names this tensor was made in (see ``tinygraph.scope``)."""
+        return self._scope
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._prim is None
+
+    def __repr__(self) -> str:
+        parts = [f"shape={self.shape}", f"dtype={self.dtype}"]
+        if self.name is not None:
+            parts.insert(0, f"name={self.name!r}")
+        if self._prim is not None:
+            parts.append(f"op={self._prim.name}")
+        if self.requires_grad:
+            parts.append("requires_grad=True")
+        body = np.array2string(self.data, threshold=8, edgeitems=2, precision=4)
+        return f"Tensor({body}, {', '.join(parts)})"
+
+    # -- gradients ------------------------------------------------------------------------
+    def retain_grad(self) -> Tensor:
+        """Keep this (non-leaf) tensor's gradient in ``.grad`` during backward."""
+        self._retain = True
+        return self
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    def detach(self) -> Tensor:
+        """A new leaf sharing this tensor's data, cut off from the graph."""
+        return Tensor(self.data, name=self.name)
+
+    def backward(self, grad: Any = None, retain_grads: bool = False) -> None:
+        """Reverse pass from this tensor: add d(self)/d(leaf) . grad into every leaf's ``.grad``.
+
+        ``grad`` defaults to 1 for a one-element tensor. With ``retain_grads=True`` every node
+        on the way keeps its gradient too (for drawing); otherwise intermediate gradients are
+        freed as soon as they have been used.
+        """
+        from tinygraph.autodiff import backward
+
+        backward(self, grad, retain_grads=retain_grads)
+
+    # Comparisons give plain boolean arrays: they have no derivative. ``==`` keeps Python's
+    # identity meaning so tensors stay usable as dict keys.
+    def __lt__(self, other: Any) -> np.ndarray:
+        return self.data < as_float_array(other)
+
+    def __le__(self, other: Any) -> np.ndarray:
+        return self.data <= as_float_array(other)
+
+    def __gt__(self, other: Any) -> np.ndarray:
+        return self.data > as_float_array(other)
+
+    def __ge__(self, other: Any) -> np.ndarray:
+        return self.data >= as_float_array(other)
+
+    __hash__ = object.__hash__
