@@ -97,6 +97,24 @@ def differentiable_argnums(args: tuple) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+def _central_differences(f: Any, work: list, leaf: np.ndarray, eps: float) -> np.ndarray:
+    """(f(x + eps e_i) - f(x - eps e_i)) / 2 eps for every element i of ``leaf``, flattened.
+
+    ``leaf`` is one of the arrays inside ``work`` (f's arguments), perturbed in place and restored.
+    """
+    flat = leaf.reshape(-1)  # a view: writing it perturbs what f sees
+    result = np.zeros(flat.size)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        plus = _evaluate(f, work, {})
+        flat[i] = original - eps
+        minus = _evaluate(f, work, {})
+        flat[i] = original
+        result[i] = (plus - minus) / (2 * eps)
+    return result
+
+
 def numerical_grad(f: Any, *args: Any, argnums: int | tuple[int, ...] = 0,
                    eps: float = 1e-6) -> Any:
     """Central differences in float64, with the same structure as ``tg.grad(f, argnums)``."""
@@ -107,19 +125,8 @@ def numerical_grad(f: Any, *args: Any, argnums: int | tuple[int, ...] = 0,
     grads = []
     for number in numbers:
         leaves, treedef, _ = flatten(work[number])
-        leaf_grads = []
-        for leaf in leaves:
-            flat = leaf.reshape(-1)  # a view: writing it perturbs what f sees
-            result = np.zeros(flat.size)
-            for i in range(flat.size):
-                original = flat[i]
-                flat[i] = original + eps
-                plus = _evaluate(f, work, {})
-                flat[i] = original - eps
-                minus = _evaluate(f, work, {})
-                flat[i] = original
-                result[i] = (plus - minus) / (2 * eps)
-            leaf_grads.append(result.reshape(leaf.shape))
+        leaf_grads = [_central_differences(f, work, leaf, eps).reshape(leaf.shape)
+                      for leaf in leaves]
         grads.append(unflatten(treedef, leaf_grads))
     return grads[0] if isinstance(argnums, int) else tuple(grads)
 
@@ -180,15 +187,7 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
 def _check_full(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, name: str, atol: float,
                 rtol: float, eps: float, context: str) -> ArgumentCheck:
     flat = leaf.reshape(-1)
-    numerical = np.zeros(flat.size)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = _evaluate(f, work, {})
-        flat[i] = original - eps
-        minus = _evaluate(f, work, {})
-        flat[i] = original
-        numerical[i] = (plus - minus) / (2 * eps)
+    numerical = _central_differences(f, work, leaf, eps)
     analytic = np.asarray(grad, dtype=np.float64).reshape(-1)
     abs_error = np.abs(analytic - numerical)
     excess = abs_error / (atol + rtol * np.abs(numerical))

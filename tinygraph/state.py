@@ -6,7 +6,7 @@ The state is process-wide (not per thread), like the rest of tinygraph.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 
 class _State:
@@ -23,25 +23,23 @@ STATE = _State()
 
 
 @contextmanager
-def no_grad() -> Iterator[None]:
+def _recording(enabled: bool) -> Iterator[None]:
+    previous = STATE.grad_enabled
+    STATE.grad_enabled = enabled
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = previous
+
+
+def no_grad() -> AbstractContextManager[None]:
     """Record nothing inside: results are constants with ``requires_grad=False``."""
-    previous = STATE.grad_enabled
-    STATE.grad_enabled = False
-    try:
-        yield
-    finally:
-        STATE.grad_enabled = previous
+    return _recording(False)
 
 
-@contextmanager
-def enable_grad() -> Iterator[None]:
+def enable_grad() -> AbstractContextManager[None]:
     """Record again inside an enclosing ``no_grad``."""
-    previous = STATE.grad_enabled
-    STATE.grad_enabled = True
-    try:
-        yield
-    finally:
-        STATE.grad_enabled = previous
+    return _recording(True)
 
 
 def is_grad_enabled() -> bool:
