@@ -1,0 +1,97 @@
+"""Predict digits with a trained network: ``python -m models.predict --params P --data D --out F``.
+
+``--data`` is a directory of IDX files (its test split is predicted), a Kaggle ``test.csv``
+(``--out`` is then the ``submission.csv`` Kaggle accepts: ``ImageId,Label`` from 1) or
+``train.csv``, or PNG/JPG pictures of digits (one file or a directory), converted the way MNIST
+was made (see ``models.images``). Accuracy is printed wherever labels exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models import data as datasets
+from models import network
+from models.images import IMAGE_SUFFIXES, image_files, load_digit_images
+
+
+def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The weights and the training settings stored by ``models.train`` in ``params.npz``."""
+    if not path.is_file():
+        raise datasets.DataError(f"{path}: no such parameter file (expected params.npz from "
+                                 "models.train)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        config = json.loads(str(arrays.pop("__config__", np.array("{}"))))
+    except Exception as exc:  # a damaged or foreign file is one clear line
+        raise datasets.DataError(f"{path}: not a params.npz written by models.train "
+                                 f"({exc})") from None
+    if not {"W1", "b1"} <= set(arrays):
+        raise datasets.DataError(f"{path}: holds no W1/b1 weights ({sorted(arrays)})")
+    return arrays, config
+
+
+def read_inputs(source: Path) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
+    """(images (N, 28, 28) uint8, labels or None, names for the output rows, kind)."""
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        return load_digit_images(source), None, [source.name], "images"
+    if source.is_dir() and image_files(source):
+        files = image_files(source)
+        return load_digit_images(files), None, [p.name for p in files], "images"
+    if source.is_file() and source.name.lower().endswith((".csv", ".csv.gz")):
+        images, labels = datasets.read_kaggle_csv(source)
+        return images, labels, [str(i) for i in range(1, len(images) + 1)], "kaggle"
+    if source.is_dir():
+        dataset = datasets.load_idx_dir(source)
+        if dataset.test_images is None:  # pragma: no cover - load_idx_dir needs all four files
+            raise datasets.DataError(f"{source}: no test split to predict")
+        images = dataset.test_images
+        return images, dataset.test_labels, [str(i) for i in range(1, len(images) + 1)], "idx"
+    raise datasets.DataError(f"{source}: no such file or directory (expected IDX files, a "
+                             "Kaggle CSV, or PNG/JPG images)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__)
+    parser.add_argument("--params", type=Path, required=True, help="params.npz from training")
+    parser.add_argument("--data", type=Path, required=True, help="IDX dir, Kaggle CSV, images")
+    parser.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
+    args = parser.parse_args(argv)
+    try:
+        params, config = load_params(args.params)
+        images, labels, names, kind = read_inputs(args.data)
+        features = datasets.to_features(images, params["W1"].dtype)
+        if features.shape[1] != params["W1"].shape[0]:
+            raise datasets.DataError(f"{args.data}: images have {features.shape[1]} pixels, the "
+                                     f"network expects {params['W1'].shape[0]}")
+        predictions = network.predict(params, features, config.get("activation", "sigmoid"))
+        if kind == "images":
+            with datasets.atomic_write(args.out, "w") as handle:
+                handle.write("File,Label\n")
+                handle.writelines(f"{n},{p}\n" for n, p in zip(names, predictions))
+        else:
+            datasets.write_submission(args.out, predictions)
+    except datasets.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(predictions)} predictions to {args.out}")
+    if labels is not None:
+        print(f"accuracy {np.mean(predictions == labels):.4f} on {len(labels)} labelled images")
+    elif kind == "images":
+        for name, prediction in zip(names, predictions):
+            print(f"{name}: {prediction}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

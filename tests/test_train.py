@@ -1,0 +1,214 @@
+"""The training and prediction CLIs end to end, on the embedded sample and small files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from models import data as datasets
+from models import network, predict, train
+from models.init import init_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_train(*args: str) -> int:
+    return train.main([*args, "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory) -> Path:
+    """A Kaggle-style train.csv of 600 real MNIST digits from the embedded sample."""
+    sample = datasets.load("sample")
+    images, labels = sample.train_images[::10][:600], sample.train_labels[::10][:600]
+    path = tmp_path_factory.mktemp("kaggle") / "train.csv"
+    header = "label," + ",".join(f"pixel{i}" for i in range(784))
+    rows = [f"{y}," + ",".join(map(str, x.reshape(-1))) for x, y in zip(images, labels)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_network_gradient_is_right_for_every_activation():
+    rng = np.random.default_rng(0)
+    params = init_params((20, 8, 6, 3), method="xavier", seed=1)
+    x, y = rng.random((5, 20)), rng.integers(0, 3, 5)
+    for activation in network.ACTIVATIONS:
+        tg.check_grads(lambda p, a=activation: network.loss(p, x, y, a), params, mode="full")
+    assert network.layer_sizes(params) == (20, 8, 6, 3)
+
+
+def test_tuned_run_on_the_sample_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    assert run_train("--epochs", "2", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["preset"] == "tuned" and metrics["config"]["data"] == "sample"
+    assert metrics["layer_sizes"] == [784, 64, 10]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    keys = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert keys <= set(metrics["epochs"][0])
+    assert metrics["test_accuracy"] > 0.8 and metrics["wall_seconds"] > 0
+    assert metrics["epochs"][1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+    for name in ("curves.png", "confusion.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert "accuracy" in (out / "confusion.txt").read_text()
+    with np.load(out / "params.npz") as npz:
+        assert npz["W1"].shape == (784, 64) and npz["W1"].dtype == np.float32
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))
+
+
+def test_paper_preset_is_the_papers_setup(tmp_path):
+    out = tmp_path / "paper"
+    assert run_train("--preset", "paper", "--epochs", "2", "--out", str(out)) == 0
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config | {"epochs": 100} == config | {
+        "epochs": 100, "batch_size": 0, "lr": 0.01, "optimizer": "sgd", "init": "normal",
+        "init_scale": 1.0, "activation": "sigmoid", "hidden": [64], "val_fraction": 0.2,
+        "augment": "none", "schedule": "constant"}
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert epochs[0]["val_accuracy"] is not None
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    common = ["--epochs", "3", "--batch-size", "256", "--seed", "5"]
+    assert run_train(*common, "--out", str(tmp_path / "whole")) == 0
+
+    real_save, saves = train.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after epoch 2's checkpoint
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    assert run_train(*common, "--out", str(tmp_path / "part")) == 130
+    assert "resume with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert run_train("--resume", str(tmp_path / "part")) == 0
+    with np.load(tmp_path / "whole" / "params.npz") as a, \
+            np.load(tmp_path / "part" / "params.npz") as b:
+        for key in ("W1", "b1", "W2", "b2"):
+            assert np.array_equal(a[key], b[key])
+    resumed = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
+
+
+def test_kaggle_train_csv_has_no_test_split(tmp_path, small_csv):
+    out = tmp_path / "kaggle"
+    assert run_train("--data", str(small_csv), "--epochs", "1", "--val-fraction", "0.2",
+                     "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] is None
+    assert metrics["epochs"][0]["val_accuracy"] is not None
+    assert "validation split" in (out / "confusion.txt").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "imagenet"], "unknown data source 'imagenet'"),
+    (["--data", "/no/such/dir/train.csv"], "no such file or directory"),
+    (["--lr", "0"], "--lr > 0"),
+    (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
+    assert run_train(*args, "--epochs", "1", "--out", str(tmp_path / "x")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert run_train("--epochs", "1", "--out", str(blocker / "run")) == 2
+    assert "cannot write to output directory" in capsys.readouterr().err
+
+
+def test_resume_errors(tmp_path, capsys):
+    assert run_train("--resume", str(tmp_path)) == 2
+    assert "no checkpoint.npz" in capsys.readouterr().err
+    (tmp_path / "checkpoint.npz").write_bytes(b"not a zip")
+    assert run_train("--resume", str(tmp_path)) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert run_train("--epochs", "1", "--batch-size", "512", "--out", str(out)) == 0
+    assert run_train("--resume", str(out), "--hidden", "32", "--epochs", "2") == 2
+    err = capsys.readouterr().err
+    assert "checkpoint holds a network of shapes" in err and "(784, 64)" in err
+
+
+def test_module_entry_point_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "models.train", "--epochs", "1", "--batch-size", "1024",
+         "--out", str(tmp_path / "cli")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and "epoch" in result.stderr  # tqdm's bar
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trained")
+    assert run_train("--epochs", "2", "--out", str(out)) == 0
+    return out / "params.npz"
+
+
+def test_predict_kaggle_test_csv_writes_a_submission(tmp_path, trained, capsys):
+    sample = datasets.load("sample")
+    csv = tmp_path / "test.csv"
+    header = ",".join(f"pixel{i}" for i in range(784))
+    rows = [",".join(map(str, x.reshape(-1))) for x in sample.test_images[:50]]
+    csv.write_text(header + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "submission.csv"
+    assert predict.main(["--params", str(trained), "--data", str(csv), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and len(lines) == 51 and lines[1].startswith("1,")
+    labels = np.array([int(line.split(",")[1]) for line in lines[1:]])
+    assert np.mean(labels == sample.test_labels[:50]) > 0.7
+
+
+def test_predict_labelled_sources_print_accuracy(tmp_path, trained, small_csv, capsys):
+    out = tmp_path / "pred.csv"
+    assert predict.main(["--params", str(trained), "--data", str(small_csv),
+                         "--out", str(out)]) == 0
+    assert "accuracy 0." in capsys.readouterr().out
+
+
+def test_predict_png_images(tmp_path, trained, capsys):
+    from PIL import Image
+
+    sample = datasets.load("sample")
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(5):  # dark ink on white paper, larger than MNIST, as a photo would be
+        picture = Image.fromarray(255 - sample.test_images[i]).resize((84, 84))
+        picture.convert("RGB").save(folder / f"digit{i}.png")
+    out = tmp_path / "pred.csv"
+    assert predict.main(["--params", str(trained), "--data", str(folder), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "File,Label" and lines[1].startswith("digit0.png,")
+    guesses = np.array([int(line.split(",")[1]) for line in lines[1:]])
+    assert np.mean(guesses == sample.test_labels[:5]) >= 0.6
+
+
+def test_predict_errors(tmp_path, trained, capsys):
+    assert predict.main(["--params", str(tmp_path / "none.npz"), "--data", ".", "--out",
+                         str(tmp_path / "o.csv")]) == 2
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert predict.main(["--params", str(tmp_path / "bad.npz"), "--data", ".", "--out",
+                         str(tmp_path / "o.csv")]) == 2
+    assert predict.main(["--params", str(trained), "--data", str(tmp_path / "nothing"),
+                         "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_full_mnist_one_epoch(tmp_path, mnist_dir):
+    out = tmp_path / "mnist"
+    assert run_train("--data", str(mnist_dir), "--epochs", "1", "--augment", "none",
+                     "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.90
