@@ -2,7 +2,8 @@
 
 Writes into ``--out DIR`` (default: a new directory under ``runs/``): ``metrics.json``, a
 loss/accuracy plot ``curves.png``, a confusion matrix (``confusion.png``, ``confusion.txt``), the
-trained parameters ``params.npz``, the network's graph (``graph.svg``, ``graph.dot``) and
+trained parameters ``params.npz``, the network's graph with its gradients on one batch
+(``graph.svg``, ``graph.dot``; only the ``.dot`` without Graphviz installed) and
 ``checkpoint.npz`` (resume with ``--resume DIR``). Every file is written atomically.
 """
 
@@ -26,6 +27,7 @@ from models import data as datasets
 from models import network, optim
 from models.augment import random_affine
 from models.init import init_params
+from models.render import draw
 from models.report import write_reports
 
 
@@ -297,6 +299,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
     }
     save_params(out / "params.npz", params, config)
     write_reports(out, metrics, data.classes, y_eval, predictions, split)
+    draw(params, data.x_train[:32], data.y_train[:32], out / "graph.svg", config.activation)
     with datasets.atomic_write(out / "metrics.json", "w") as handle:
         json.dump(metrics, handle, indent=2)
     return metrics

@@ -15,7 +15,8 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
 
 
-def test_readme_examples_run_in_order():
+def test_readme_examples_run_in_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the drawing example writes files
     namespace: dict = {}
     blocks = python_blocks()
     assert blocks, "the README has no python example"
@@ -23,6 +24,7 @@ def test_readme_examples_run_in_order():
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["value"].shape == () and set(namespace["grads"]) == {"W1", "b1", "W2", "b2"}
     assert namespace["W"].grad.shape == (784, 64)
+    assert namespace["path"].exists() and "cluster_hidden" in namespace["graph"].source
 
 
 def test_quickstart_runs():

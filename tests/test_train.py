@@ -1,6 +1,7 @@
 """The training and prediction CLIs end to end, on the embedded sample and small files."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,9 @@ def test_tuned_run_on_the_sample_writes_every_output(tmp_path):
     for name in ("curves.png", "confusion.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert "accuracy" in (out / "confusion.txt").read_text()
+    assert "cluster_hidden" in (out / "graph.dot").read_text()
+    if shutil.which("dot"):
+        assert "sigmoid" in (out / "graph.svg").read_text()
     with np.load(out / "params.npz") as npz:
         assert npz["W1"].shape == (784, 64) and npz["W1"].dtype == np.float32
     assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))

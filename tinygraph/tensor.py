@@ -163,6 +163,19 @@ class Tensor:
 
         backward(self, grad, retain_grads=retain_grads)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows a Tensor as the SVG drawing of its graph (text without Graphviz)."""
+        from tinygraph.viz import GraphTooLargeError, svg
+
+        bundle = {"text/plain": repr(self)}
+        try:
+            drawing = svg(self)
+        except GraphTooLargeError:
+            drawing = None
+        if drawing is not None:
+            bundle["image/svg+xml"] = drawing
+        return bundle
+
     # Comparisons give plain boolean arrays: they have no derivative. ``==`` keeps Python's
     # identity meaning so tensors stay usable as dict keys.
     def __lt__(self, other: Any) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""Draw the paper's network: ``python -m models.render [--params P] [--out graph.svg] ...``.
+
+The network is built as a tinygraph expression on a small batch of the embedded sample, with one
+scope per layer, differentiated, and drawn with its gradients (or collapsed to one box per layer,
+or as the reverse pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import tinygraph as tg
+from models import data as datasets
+from models import network
+from models.init import init_params
+
+
+def draw(params: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray, path: Path,
+         activation: str = "sigmoid", format: str = "svg", **options: object) -> Path:
+    """Build the loss on one batch with named tensors, run backward, render it to ``path``."""
+    tensors = {key: tg.Tensor(value, requires_grad=True, name=key)
+               for key, value in params.items()}
+    with tg.scope("input"):
+        x = tg.Tensor(images, name="images")
+    loss = network.loss(tensors, x, labels, activation)
+    loss.name = "loss"
+    loss.backward(retain_grads=True)
+    options.setdefault("show_grads", True)
+    options.setdefault("title", f"the {'-'.join(map(str, network.layer_sizes(params)))} "
+                                f"{activation} network")
+    return tg.render(loss, path, format=format, **options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.render", description=__doc__)
+    parser.add_argument("--params", type=Path, help="params.npz from models.train "
+                        "(default: a freshly initialised 784-64-10 network)")
+    parser.add_argument("--out", type=Path, default=Path("graph.svg"))
+    parser.add_argument("--format", choices=["svg", "png", "pdf"])
+    parser.add_argument("--batch", type=int, default=32, help="examples in the drawn batch")
+    parser.add_argument("--collapse", action="store_true", help="one box per layer")
+    parser.add_argument("--backward", action="store_true", help="draw the reverse pass")
+    args = parser.parse_args(argv)
+    fmt = args.format or (args.out.suffix.lstrip(".").lower() or "svg")
+    if fmt not in ("svg", "png", "pdf"):
+        print(f"error: cannot draw {args.out}: use a .svg, .png or .pdf name, or --format",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.params is not None:
+            from models.predict import load_params
+
+            params, config = load_params(args.params)
+            activation = config.get("activation", "sigmoid")
+        else:
+            params, activation = init_params((784, 64, 10), method="xavier"), "sigmoid"
+        sample = datasets.load("sample")
+        images = datasets.to_features(sample.test_images[:args.batch], params["W1"].dtype)
+        written = draw(params, images, sample.test_labels[:args.batch], args.out, activation,
+                       fmt, collapse=args.collapse, backward=args.backward)
+    except datasets.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
