@@ -52,6 +52,7 @@ class Config:
     val_fraction: float = 0.0
     seed: int = 0
     dtype: str = "float32"
+    trace: bool = False            # replay a traced step (tg.trace) instead of eager mode
 
 
 # The paper, literally: N(0, 1) init, mean loss, full-batch gradient descent, lr 0.01, 100 epochs,
@@ -95,6 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     parser.add_argument("--val-fraction", type=float)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dtype", choices=["float32", "float64"])
+    parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=None,
+                        help="record the training step once and replay it (tg.trace)")
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<new>)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run whose checkpoint.npz is in DIR")
@@ -251,6 +254,8 @@ def train(config: Config, out: Path, *, progress: bool = True,
         first_epoch, history = meta["epoch"], meta["history"]
 
     loss_and_grad = tg.value_and_grad(network.loss)
+    if config.trace:  # the same numbers as eager mode (tests/test_trace.py), replayed
+        loss_and_grad = tg.trace(loss_and_grad)
     bar = _progress(first_epoch, config.epochs, progress)
     for epoch in range(first_epoch, config.epochs):
         epoch_start = time.perf_counter()

@@ -216,3 +216,13 @@ def test_full_mnist_one_epoch(tmp_path, mnist_dir):
                      "--out", str(out)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.90
+
+
+def test_traced_training_equals_eager_training(tmp_path):
+    for flag in ("--trace", "--no-trace"):
+        assert run_train("--epochs", "1", "--batch-size", "500", flag,
+                         "--out", str(tmp_path / flag)) == 0
+    with np.load(tmp_path / "--trace" / "params.npz") as a, \
+            np.load(tmp_path / "--no-trace" / "params.npz") as b:
+        for key in ("W1", "b1", "W2", "b2"):
+            assert np.array_equal(a[key], b[key])

@@ -41,16 +41,18 @@ from tinygraph.pytree import tree_map
 from tinygraph.sampling import RandomDraw
 from tinygraph.state import detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope
 from tinygraph.tensor import Tensor
+from tinygraph.trace import Traced, TraceError, trace
 from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "Primitive", "RandomDraw",
-    "Tensor", "add", "backward", "broadcast_to", "check_grads", "check_op", "detect_anomaly",
-    "div", "enable_grad", "exp", "getitem", "grad", "is_grad_enabled", "log", "log_softmax",
-    "matmul", "max", "mean", "mul", "neg", "no_grad", "numerical_grad", "power", "primitive",
-    "registry", "relu", "render", "reshape", "scatter_add", "scope", "sigmoid", "softmax",
-    "softmax_cross_entropy", "sub", "sum", "tanh", "to_dot", "to_dot_backward", "toposort",
-    "transpose", "tree_map", "unbroadcast", "value_and_grad",
+    "Tensor", "TraceError", "Traced", "add", "backward", "broadcast_to", "check_grads",
+    "check_op", "detect_anomaly", "div", "enable_grad", "exp", "getitem", "grad",
+    "is_grad_enabled", "log", "log_softmax", "matmul", "max", "mean", "mul", "neg", "no_grad",
+    "numerical_grad", "power", "primitive", "registry", "relu", "render", "reshape",
+    "scatter_add", "scope", "sigmoid", "softmax", "softmax_cross_entropy", "sub", "sum", "tanh",
+    "to_dot", "to_dot_backward", "toposort", "trace", "transpose", "tree_map", "unbroadcast",
+    "value_and_grad",
 ]

@@ -56,23 +56,24 @@ def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cotangent.reshape(shape) if extra else cotangent
 
 
-def _fit(cotangent: Any, target: np.ndarray, prim: Primitive, position: int) -> np.ndarray:
+def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim: Primitive,
+                  position: int) -> np.ndarray:
     """Bring a rule's cotangent to the input's shape and dtype, or say which rule is wrong."""
     if type(cotangent) is not np.ndarray:
         cotangent = np.asarray(cotangent)
-    if cotangent.shape != target.shape:
+    if cotangent.shape != shape:
         if cotangent.ndim == 0:  # a scalar cotangent for every element
-            cotangent = np.broadcast_to(cotangent, target.shape)
+            cotangent = np.broadcast_to(cotangent, shape)
         else:
             try:
-                cotangent = unbroadcast(cotangent, target.shape)
+                cotangent = unbroadcast(cotangent, shape)
             except ValueError:
                 raise ValueError(
                     f"{prim.name}: the backward rule returned a cotangent of shape "
-                    f"{cotangent.shape} for input {position}, which has shape {target.shape}"
+                    f"{cotangent.shape} for input {position}, which has shape {shape}"
                 ) from None
-    if cotangent.dtype != target.dtype:
-        cotangent = cotangent.astype(target.dtype)
+    if cotangent.dtype != dtype:
+        cotangent = cotangent.astype(dtype)
     return cotangent
 
 
@@ -104,7 +105,8 @@ def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
         for position, (parent, need, cotangent) in enumerate(zip(inputs, needed, results)):
             if not need or cotangent is None:
                 continue
-            cotangent = _fit(cotangent, parent.data, prim, position)
+            data = parent.data
+            cotangent = fit_cotangent(cotangent, data.shape, data.dtype, prim, position)
             if anomaly:
                 check_finite(prim, cotangent, [grad_out], "backward rule", node.name)
             key = id(parent)
@@ -234,6 +236,7 @@ def value_and_grad(f: Callable[..., Any],
             grads.append(unflatten(treedef, leaf_grads))
         return value, grads[0] if isinstance(argnums, int) else tuple(grads)
 
+    value_and_grad_f.transform = ("value_and_grad", f, argnums)  # for tg.trace
     return value_and_grad_f
 
 
@@ -245,4 +248,5 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[
     def grad_f(*args: Any, **kwargs: Any) -> Any:
         return value_and_grad_f(*args, **kwargs)[1]
 
+    grad_f.transform = ("grad", f, argnums)  # for tg.trace
     return grad_f

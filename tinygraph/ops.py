@@ -43,7 +43,12 @@ def _with_kept_dims(value: Any, ndim: int, axis: Any, keepdims: bool) -> Any:
 # Elementwise arithmetic
 # ---------------------------------------------------------------------------------------------
 
-@primitive(sample=elementwise(2), explain=_broadcast_explain)
+def _ufunc_into(ufunc: np.ufunc) -> Any:
+    """``forward_into`` for an op that is one NumPy ufunc: the ufunc with ``out=``."""
+    return lambda out, *inputs: ufunc(*inputs, out=out)
+
+
+@primitive(sample=elementwise(2), explain=_broadcast_explain, forward_into=_ufunc_into(np.add))
 def add(a, b):
     """a + b, broadcasting."""
     return np.add(a, b)
@@ -53,7 +58,8 @@ add.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a+b)/da = 1
            lambda grad_out, out, a, b: grad_out)   # d(a+b)/db = 1
 
 
-@primitive(sample=elementwise(2), explain=_broadcast_explain)
+@primitive(sample=elementwise(2), explain=_broadcast_explain,
+           forward_into=_ufunc_into(np.subtract))
 def sub(a, b):
     """a - b, broadcasting."""
     return np.subtract(a, b)
@@ -63,7 +69,8 @@ sub.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a-b)/da = 1
            lambda grad_out, out, a, b: -grad_out)  # d(a-b)/db = -1
 
 
-@primitive(sample=elementwise(2), explain=_broadcast_explain)
+@primitive(sample=elementwise(2), explain=_broadcast_explain,
+           forward_into=_ufunc_into(np.multiply))
 def mul(a, b):
     """a * b, broadcasting."""
     return np.multiply(a, b)
@@ -78,7 +85,7 @@ def _div_sample(draw: Draw) -> tuple[tuple, dict]:
     return (array(draw, shape_a), array(draw, shape_b, avoid=(0.0,), margin=0.5)), {}
 
 
-@primitive(sample=_div_sample, explain=_broadcast_explain)
+@primitive(sample=_div_sample, explain=_broadcast_explain, forward_into=_ufunc_into(np.divide))
 def div(a, b):
     """a / b, broadcasting."""
     return np.divide(a, b)
@@ -88,7 +95,7 @@ div.defvjp(lambda grad_out, out, a, b: grad_out / b,         # d(a/b)/da = 1/b
            lambda grad_out, out, a, b: -grad_out * out / b)  # d(a/b)/db = -a/b^2 = -out/b
 
 
-@primitive(sample=elementwise(1))
+@primitive(sample=elementwise(1), forward_into=_ufunc_into(np.negative))
 def neg(x):
     """-x."""
     return np.negative(x)
@@ -122,7 +129,7 @@ power.defvjp(lambda grad_out, out, x, p: grad_out * p * x ** (p - 1),  # d(x^p)/
 # Elementwise functions
 # ---------------------------------------------------------------------------------------------
 
-@primitive(sample=elementwise(1))
+@primitive(sample=elementwise(1), forward_into=_ufunc_into(np.exp))
 def exp(x):
     """e ** x."""
     return np.exp(x)
@@ -131,7 +138,7 @@ def exp(x):
 exp.defvjp(lambda grad_out, out, x: (grad_out * out,))  # d/dx e^x = e^x
 
 
-@primitive(sample=elementwise(1, 0.2, 3.0))
+@primitive(sample=elementwise(1, 0.2, 3.0), forward_into=_ufunc_into(np.log))
 def log(x):
     """Natural logarithm."""
     return np.log(x)
@@ -140,7 +147,15 @@ def log(x):
 log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
 
 
-@primitive(sample=elementwise(1, -6.0, 6.0))
+def _sigmoid_into(out, x):
+    """sigmoid(x) into ``out``: the same operations as the forward, so the same bits."""
+    decay = np.exp(-np.abs(x))
+    numerator = np.where(np.greater_equal(x, 0), np.ones((), dtype=decay.dtype), decay)
+    np.add(decay, 1, out=decay)
+    return np.divide(numerator, decay, out=out)
+
+
+@primitive(sample=elementwise(1, -6.0, 6.0), forward_into=_sigmoid_into)
 def sigmoid(x):
     """1 / (1 + e^-x), exact and warning-free for any |x|: only e^-|x| is ever computed."""
     decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows
@@ -151,7 +166,7 @@ def sigmoid(x):
 sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)
 
 
-@primitive(sample=elementwise(1, -3.0, 3.0))
+@primitive(sample=elementwise(1, -3.0, 3.0), forward_into=_ufunc_into(np.tanh))
 def tanh(x):
     """Hyperbolic tangent."""
     return np.tanh(x)
@@ -352,7 +367,7 @@ def _matmul_explain(a: Any, b: Any) -> str:
     return f"{where}: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
 
 
-@primitive(sample=_matmul_sample, explain=_matmul_explain)
+@primitive(sample=_matmul_sample, explain=_matmul_explain, forward_into=_ufunc_into(np.matmul))
 def matmul(a, b):
     """a @ b as np.matmul: 1-D, 2-D, or stacks of matrices with broadcast batch dims."""
     return np.matmul(a, b)

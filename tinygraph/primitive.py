@@ -65,13 +65,17 @@ class Primitive:
     that need no gradient (the data ``x`` in ``x @ W``).
     """
 
-    __slots__ = ("name", "forward", "joint_rule", "input_rules", "sample", "explain",
-                 "arity", "module", "__wrapped__", "__dict__")
+    __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
+                 "explain", "arity", "module", "__wrapped__", "__dict__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,
-                 explain: Callable[..., str] | None = None) -> None:
+                 explain: Callable[..., str] | None = None,
+                 forward_into: Callable[..., Any] | None = None) -> None:
         self.forward = forward
+        # Optional ``forward_into(out, *inputs, **params)``: the same result written into a
+        # preallocated array (a traced step reuses its buffers); must equal forward bit for bit.
+        self.forward_into = forward_into
         self.name = name or forward.__name__
         self.__doc__ = forward.__doc__
         self.__wrapped__ = forward
@@ -215,17 +219,20 @@ def _positional_arity(function: Callable[..., Any]) -> int:
 
 def primitive(forward: Callable[..., Any] | None = None, *, name: str | None = None,
               sample: SampleFn | None = None, explain: Callable[..., str] | None = None,
-              register: bool = True) -> Any:
+              forward_into: Callable[..., Any] | None = None, register: bool = True) -> Any:
     """Make a differentiable op from a forward function on NumPy arrays.
 
     ``name`` defaults to the function's name; ``sample(draw) -> (args, params)`` draws valid
     inputs for the gradient checks (the default suits smooth ops of any arity); ``explain``
-    turns a failed forward into a one-line reason. Registered ops are what the gradient-check
-    suite and the op benchmarks walk; ``register=False`` keeps an op out of the registry.
+    turns a failed forward into a one-line reason; ``forward_into(out, *inputs, **params)``
+    optionally computes the same result into a preallocated array (used by ``tg.trace``).
+    Registered ops are what the gradient-check suite and the op benchmarks walk;
+    ``register=False`` keeps an op out of the registry.
     """
 
     def make(function: Callable[..., Any]) -> Primitive:
-        op = Primitive(function, name=name, sample=sample, explain=explain)
+        op = Primitive(function, name=name, sample=sample, explain=explain,
+                       forward_into=forward_into)
         if register:
             REGISTRY[op.name] = op
         return op

@@ -10,16 +10,30 @@ from contextlib import AbstractContextManager, contextmanager
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth")
+    __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing")
 
     def __init__(self) -> None:
         self.grad_enabled = True
         self.anomaly = False
         self.scope: tuple[str, ...] = ()
         self.transform_depth = 0
+        self.tracing = 0  # > 0 while tg.trace records a function
 
 
 STATE = _State()
+
+
+class TraceError(RuntimeError):
+    """``tg.trace`` cannot record this function, or a call does not fit the trace."""
+
+
+def refuse_while_tracing(what: str) -> None:
+    """Raise if a traced function turns a Tensor into a plain value (it would be frozen)."""
+    if STATE.tracing:
+        raise TraceError(
+            f"tg.trace: {what} inside a traced function would freeze this value into the "
+            "trace; keep the computation in tinygraph ops (control flow is recorded as taken)"
+        )
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinygraph.state import STATE, refuse_while_tracing
+
 if TYPE_CHECKING:
     from tinygraph.primitive import Primitive
 
@@ -58,8 +60,6 @@ class Tensor:
     _retain: bool
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
-        from tinygraph.state import STATE
-
         self.data = as_float_array(data)
         self.grad = None
         self.requires_grad = bool(requires_grad)
@@ -92,13 +92,16 @@ class Tensor:
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
+        refuse_while_tracing("Tensor.item()")
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
         """The underlying array (not a copy)."""
+        refuse_while_tracing("Tensor.numpy()")
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        refuse_while_tracing("converting a Tensor to a NumPy array")
         if dtype is None:
             return self.data
         return self.data.astype(dtype)
@@ -179,15 +182,19 @@ class Tensor:
     # Comparisons give plain boolean arrays: they have no derivative. ``==`` keeps Python's
     # identity meaning so tensors stay usable as dict keys.
     def __lt__(self, other: Any) -> np.ndarray:
+        refuse_while_tracing("comparing a Tensor")
         return self.data < as_float_array(other)
 
     def __le__(self, other: Any) -> np.ndarray:
+        refuse_while_tracing("comparing a Tensor")
         return self.data <= as_float_array(other)
 
     def __gt__(self, other: Any) -> np.ndarray:
+        refuse_while_tracing("comparing a Tensor")
         return self.data > as_float_array(other)
 
     def __ge__(self, other: Any) -> np.ndarray:
+        refuse_while_tracing("comparing a Tensor")
         return self.data >= as_float_array(other)
 
     __hash__ = object.__hash__
