@@ -72,7 +72,7 @@ def affine_transform(
         shift = offs[start:stop].astype(np.float32) + np.float32([cy + 1.5, cx + 1.5])
         a00, a01 = a[:, 0, 0, None, None], a[:, 0, 1, None, None]
         a10, a11 = a[:, 1, 0, None, None], a[:, 1, 1, None, None]
-        # row part depends on (output row, output col) via two rank-1 terms
+        # source coordinate = (term in output row) + (term in output col), broadcast to HxW
         src_r = (a00 * ry + shift[:, 0, None, None]) + a01 * rx
         src_c = (a10 * ry + shift[:, 1, None, None]) + a11 * rx
         np.clip(src_r, 0.0, hp - 1, out=src_r)
@@ -90,10 +90,10 @@ def affine_transform(
 def sample_affine(
     n: int,
     rng: np.random.Generator,
-    rotation: float = 10.0,
-    scale: float = 0.1,
-    shear: float = 10.0,
-    translate: float = 2.0,
+    rotation: float = 5.0,
+    scale: float = 0.05,
+    shear: float = 0.0,
+    translate: float = 1.0,
     prob: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` random affine maps; return inverse ``(matrices (n,2,2), offsets (n,2))``.
@@ -106,6 +106,10 @@ def sample_affine(
     centre), followed by ``+ t``.  With probability ``1 - prob`` an image gets the identity.
     All draws are made (in a fixed order) even when a range is zero, so the random stream
     consumed depends only on ``n``.
+
+    The defaults (5 degrees, 5 %, no shear, 1 pixel) are the mild ranges that validated best
+    for the small 784-64-10 sigmoid MLP on MNIST; 8 degrees / 8 % / 5 degrees shear / 1.5 px
+    was no better and 10 degrees / 10 % / 10 degrees shear / 2 px clearly worse.
     """
     if not 0.0 <= prob <= 1.0:
         raise ValueError("prob must be in [0, 1]")
@@ -136,10 +140,10 @@ def sample_affine(
 def random_affine(
     images: npt.ArrayLike,
     rng: np.random.Generator,
-    rotation: float = 10.0,
-    scale: float = 0.1,
-    shear: float = 10.0,
-    translate: float = 2.0,
+    rotation: float = 5.0,
+    scale: float = 0.05,
+    shear: float = 0.0,
+    translate: float = 1.0,
     prob: float = 1.0,
 ) -> np.ndarray:
     """Apply a fresh random affine transform to every image (see :func:`sample_affine` for

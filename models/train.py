@@ -37,34 +37,36 @@ class Config:
 
     preset: str = "tuned"
     data: str = "sample"
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 128          # 0 means the whole training set (full-batch gradient descent)
-    lr: float = 3e-3
+    lr: float = 0.5
     schedule: str = "cosine"       # constant | cosine
     warmup_epochs: float = 1.0
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
+    optimizer: str = "nesterov"
+    weight_decay: float = 5e-5     # L2 on the weight matrices only, not the biases
     hidden: list[int] = field(default_factory=lambda: [64])
     activation: str = "sigmoid"
-    init: str = "xavier"
+    init: str = "he"
     init_scale: float = 1.0
     augment: str = "affine"        # none | affine
     val_fraction: float = 0.0
     seed: int = 0
     dtype: str = "float32"
-    trace: bool = False            # replay a traced step (tg.trace) instead of eager mode
+    trace: bool = True             # replay a traced step (tg.trace): same numbers, less overhead
 
 
 # The paper, literally: N(0, 1) init, mean loss, full-batch gradient descent, lr 0.01, 100 epochs,
-# 80/20 train/validation split. "tuned" keeps the 784-64-10 sigmoid network and trains it better;
-# its values were chosen on a validation split carved from the training set, never on test.
+# 80/20 train/validation split. "tuned" keeps the 784-64-10 sigmoid network and trains it better:
+# Nesterov momentum with a cosine schedule, He init, L2 on the weights, mild random affine
+# augmentation. Its values were chosen on the last 10,000 training images held out as
+# validation (about 60 settings compared), never on the test set.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(epochs=100, batch_size=0, lr=0.01, schedule="constant", warmup_epochs=0.0,
                   optimizer="sgd", weight_decay=0.0, init="normal", init_scale=1.0,
                   augment="none", val_fraction=0.2, dtype="float64"),
-    "tuned": dict(epochs=30, batch_size=128, lr=3e-3, schedule="cosine", warmup_epochs=1.0,
-                  optimizer="adam", weight_decay=0.0, init="xavier", init_scale=1.0,
-                  augment="affine", val_fraction=0.0, dtype="float32"),
+    "tuned": dict(epochs=40, batch_size=128, lr=0.5, schedule="cosine", warmup_epochs=1.0,
+                  optimizer="nesterov", weight_decay=5e-5, init="he", init_scale=1.0,
+                  augment="affine", val_fraction=0.0, dtype="float32", trace=True),
 }
 
 
@@ -173,7 +175,8 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optim.Optimizer:
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
     schedule = (optim.cosine(config.lr, total_steps=total, warmup_steps=warmup)
                 if config.schedule == "cosine" else optim.constant(config.lr))
-    return optim.get_optimizer(config.optimizer, lr=schedule, weight_decay=config.weight_decay)
+    return optim.get_optimizer(config.optimizer, lr=schedule, weight_decay=config.weight_decay,
+                               weight_decay_mask=lambda path, p: p.ndim > 1)
 
 
 def new_out_dir(config: Config) -> Path:
