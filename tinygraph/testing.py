@@ -1,5 +1,11 @@
 """Building blocks for users' own gradient tests: hypothesis strategies and assertion helpers.
 
+- strategies: :func:`float_arrays` (given or drawn shapes and dtypes), :func:`broadcastable_shapes`
+  (shapes that ``np.broadcast_shapes`` accepts), :func:`op_inputs` (valid ``(args, params)`` for a
+  primitive, from its own ``sample`` function);
+- checks: :func:`check_op` (one input) and :func:`assert_op_gradients` (many drawn inputs, the
+  failure shrunk and reported as ``python -m tinygraph.gradcheck`` reports it).
+
 Needs hypothesis (``pip install tinygraph[test]``); the rest of tinygraph does not import this.
 """
 
@@ -12,8 +18,12 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tinygraph.gradcheck import CheckResult, GradientCheckError, check_op, check_op_examples
 from tinygraph.primitive import Primitive
 from tinygraph.sampling import Shape
+
+__all__ = ["HypothesisDraw", "assert_op_gradients", "broadcastable_shapes", "check_op",
+           "float_arrays", "op_inputs"]
 
 
 class HypothesisDraw:
@@ -66,9 +76,36 @@ def broadcastable_shapes(n: int = 2, min_dims: int = 0, max_dims: int = 3,
 def float_arrays(shape: Shape | st.SearchStrategy[Shape] | None = None,
                  dtype: Any = np.float64, low: float = -2.0,
                  high: float = 2.0) -> st.SearchStrategy[np.ndarray]:
-    """Float arrays of a given (or drawn) shape with values in [low, high]."""
+    """Float arrays of a given (or drawn) shape and dtype with finite values in [low, high].
+
+    ``dtype`` is a float dtype or a strategy of them (e.g. ``hnp.floating_dtypes(sizes=(32,
+    64))``); ``shape`` a shape or a strategy of shapes (default: 0 to 3 dims, sides 1 to 4).
+    """
     if shape is None:
         shape = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+    if isinstance(dtype, st.SearchStrategy):
+        return dtype.flatmap(lambda drawn: float_arrays(shape, drawn, low, high))
     elements = st.floats(low, high, allow_nan=False, allow_infinity=False,
                          width=np.dtype(dtype).itemsize * 8)
     return hnp.arrays(dtype, shape, elements=elements)
+
+
+def assert_op_gradients(op: Primitive | str, examples: int = 50, seed: int = 0, *,
+                        shrink: bool = True, **tolerances: Any) -> CheckResult:
+    """Assert that ``op``'s backward rule matches central differences on drawn inputs.
+
+    For ``examples`` inputs from the op's ``sample`` function (the same ones as
+    ``python -m tinygraph.gradcheck --op NAME --seed SEED``), :func:`check_op` compares the VJP of
+    random output weights ``w`` with the central differences of ``sum(op(*args) * w)``.
+    ``tolerances`` are ``check_grads`` keywords (``atol``, ``rtol``, ``eps``, ``mode``). On a
+    failure raises :class:`~tinygraph.GradientCheckError` (an AssertionError) whose message is
+    the command's row and its reproduction report: the seed, the input, the input shrunk by
+    hypothesis, the errors and tolerances. Returns the row otherwise.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this one
+    result = check_op_examples(op, examples, seed, shrink=shrink, **tolerances)
+    if not result.passed:
+        error = GradientCheckError(result.report())
+        error.mismatch = result.failure.mismatch if result.failure else None
+        raise error
+    return result

@@ -8,6 +8,7 @@ Two ways to compare:
   ``(f(x + eps v) - f(x - eps v)) / 2 eps``: a handful of evaluations however large ``x`` is.
 
 Both run in float64 on copies of the arguments; ``mode="auto"`` picks ``full`` for small inputs.
+An element or direction passes when ``|analytic - numerical| <= atol + rtol * |numerical|``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,29 @@ from tinygraph.state import no_grad
 from tinygraph.tensor import Tensor, as_float_array
 
 
+@dataclass
+class Mismatch:
+    """The worst disagreement a failed check found, as numbers (the message has them as text)."""
+
+    path: str
+    mode: str
+    where: str
+    analytic: float
+    numerical: float
+    abs_error: float
+    rel_error: float
+    atol: float
+    rtol: float
+    seed: int | None
+
+
 class GradientCheckError(AssertionError):
-    """A backward rule disagrees with finite differences; the message says where and by how much."""
+    """A backward rule disagrees with finite differences; the message says where and by how much.
+
+    ``mismatch`` holds the same facts as numbers (None if the error was raised by other code).
+    """
+
+    mismatch: Mismatch | None = None
 
 
 @dataclass
@@ -131,17 +153,20 @@ def numerical_grad(f: Any, *args: Any, argnums: int | tuple[int, ...] = 0,
     return grads[0] if isinstance(argnums, int) else tuple(grads)
 
 
-def _fail(path: str, how: str, where: str, analytic: float, numerical: float, atol: float,
-          rtol: float, seed: int | None, context: str) -> GradientCheckError:
+def _fail(path: str, mode: str, how: str, where: str, analytic: float, numerical: float,
+          atol: float, rtol: float, seed: int | None, context: str) -> GradientCheckError:
     abs_error = abs(analytic - numerical)
     rel_error = abs_error / max(abs(numerical), 1e-300)
     seed_text = f", seed {seed}" if seed is not None else ""
-    return GradientCheckError(
+    error = GradientCheckError(
         f"{context}gradient check failed for argument {path} ({how}{seed_text}):\n"
         f"  {where}: analytic {analytic:.9e}, numerical {numerical:.9e}\n"
         f"  abs error {abs_error:.3e}, rel error {rel_error:.3e}; "
         f"allowed: atol {atol:g} + rtol {rtol:g} * |numerical|"
     )
+    error.mismatch = Mismatch(path, mode, where, analytic, numerical, abs_error, rel_error,
+                              atol, rtol, seed)
+    return error
 
 
 def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None,
@@ -152,8 +177,11 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
 
     ``argnums`` defaults to every argument whose leaves are floating (integer labels are
     skipped). ``mode`` is ``"full"``, ``"directional"`` or ``"auto"`` (full up to ``full_limit``
-    elements in all). Raises :class:`GradientCheckError` naming the argument path, the worst
-    element or direction, both values and the errors; returns a report on success.
+    elements in all). An element (or direction ``v``: ``<grad f, v>`` against the difference
+    quotient along ``v``) passes when ``|analytic - numerical| <= atol + rtol * |numerical|``.
+    Raises :class:`GradientCheckError` naming the argument path, the worst element or direction,
+    both values, the errors, the tolerances and ``seed`` (which draws the directions); returns a
+    report on success.
     """
     if mode not in ("auto", "full", "directional"):
         raise ValueError(f"check_grads: mode must be 'auto', 'full' or 'directional', not {mode!r}")
@@ -176,7 +204,7 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
         for leaf, grad, path in zip(leaves, flatten(grad_tree)[0], paths):
             name = f"{number}{path}"
             if chosen == "full":
-                check = _check_full(f, work, leaf, grad, name, atol, rtol, eps, context)
+                check = _check_full(f, work, leaf, grad, name, atol, rtol, eps, seed, context)
             else:
                 check = _check_directional(f, work, leaf, grad, name, atol, rtol, eps,
                                            directions, rng, seed, context)
@@ -185,7 +213,7 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
 
 
 def _check_full(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, name: str, atol: float,
-                rtol: float, eps: float, context: str) -> ArgumentCheck:
+                rtol: float, eps: float, seed: int, context: str) -> ArgumentCheck:
     flat = leaf.reshape(-1)
     numerical = _central_differences(f, work, leaf, eps)
     analytic = np.asarray(grad, dtype=np.float64).reshape(-1)
@@ -195,9 +223,10 @@ def _check_full(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, name: st
     if bad.any():
         worst = int(np.argmax(np.where(bad, np.nan_to_num(excess, nan=np.inf), -1.0)))
         index = np.unravel_index(worst, leaf.shape) if leaf.ndim else ()
-        raise _fail(name, f"full central differences, eps {eps:g}, float64",
+        # The seed does not change full differences, but callers (check_op) draw with it.
+        raise _fail(name, "full", f"full central differences, eps {eps:g}, float64",
                     f"element {tuple(int(i) for i in index)}", float(analytic[worst]),
-                    float(numerical[worst]), atol, rtol, None, context)
+                    float(numerical[worst]), atol, rtol, seed, context)
     rel = abs_error / np.maximum(np.abs(numerical), 1e-12)
     return ArgumentCheck(name, "full", int(flat.size), float(abs_error.max(initial=0.0)),
                          float(rel.max(initial=0.0)))
@@ -219,7 +248,8 @@ def _check_directional(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, n
         analytic = float(np.sum(np.asarray(grad, dtype=np.float64) * direction))
         abs_error = abs(analytic - numerical)
         if not abs_error <= atol + rtol * abs(numerical):  # NaN fails too
-            raise _fail(name, f"directional, {directions} random directions, eps {eps:g}, float64",
+            raise _fail(name, "directional",
+                        f"directional, {directions} random directions, eps {eps:g}, float64",
                         f"direction {k}", analytic, numerical, atol, rtol, seed, context)
         worst_abs = max(worst_abs, abs_error)
         worst_rel = max(worst_rel, abs_error / max(abs(numerical), 1e-12))
@@ -230,9 +260,11 @@ def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: in
              **tolerances: Any) -> GradCheckReport:
     """Gradient-check one primitive on given inputs.
 
-    The output is projected onto fixed random weights, ``sum(op(*args) * w)``, so every output
-    element's cotangent is exercised (a plain sum would hide errors that sum to zero). Floating
-    inputs are differentiated; integer inputs (labels) are passed through.
+    The output is projected onto fixed random weights, ``L = sum(op(*args) * w)`` with
+    ``w ~ N(0, 1)`` drawn from ``seed``, so every output element's cotangent is exercised (a plain
+    sum would hide errors that sum to zero); ``dL/dx`` is then the rule's VJP of ``w``. Floating
+    inputs are differentiated; integer inputs (labels) are passed through. ``tolerances`` are
+    :func:`check_grads` keywords (``atol``, ``rtol``, ``eps``, ``mode``, ...).
     """
     from tinygraph import ops  # the projection uses the mul and sum primitives
 

@@ -1,0 +1,329 @@
+"""The gradient-check suite: every registered primitive on many drawn inputs, and model checks.
+
+Example ``k`` of op ``name`` in a run with seed ``S`` draws its inputs with
+``op.sample(RandomDraw(s))``, ``s = example_seed(S, name, k)``, and checks them with
+``check_op(op, args, params, seed=s)``: central differences of ``L = sum(op(*args) * w)``,
+``w ~ N(0, 1)``, against the rule's VJP of ``w``. An op's examples do not depend on which other
+ops run, so ``--op NAME --seed S`` reproduces that op's row of a full run. The first failing
+example ends the op's row; when hypothesis is installed it then looks for the smallest failing
+input (shrinking), which the report shows next to the original.
+
+Model checks come from hooks: functions of no arguments returning a :class:`ModelCheck` (or a
+tuple ``(f, args)``), found by name in the entry-point group ``tinygraph.models`` or given as
+``module:function``. They are checked along random directions (``mode="directional"``).
+
+The rows, the report and their formatting are in :mod:`tinygraph.gradcheck.report`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinygraph.gradcheck.core import check_grads, check_op
+from tinygraph.gradcheck.report import (
+    CheckResult,
+    Failure,
+    SuiteReport,
+    _error_text,
+    _reproduce_op,
+    _tree_shapes,
+    describe_input,
+    input_shapes,
+)
+from tinygraph.gradcheck.report import format_table as format_table  # re-exported
+from tinygraph.gradcheck.report import short_repr as short_repr  # re-exported
+from tinygraph.primitive import REGISTRY, Primitive
+from tinygraph.pytree import flatten
+from tinygraph.sampling import RandomDraw
+
+MODEL_GROUP = "tinygraph.models"
+SHRINK_TRIES = 200
+
+
+class SuiteError(ValueError):
+    """A request the suite cannot run (unknown op or model, a hook that does not load)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing examples
+# ---------------------------------------------------------------------------------------------
+
+def example_seed(seed: int, name: str, index: int) -> int:
+    """The :class:`RandomDraw` (and projection) seed of example ``index`` of op ``name``.
+
+    A hash of ``(seed, crc32(name), index)`` through NumPy's SeedSequence: independent of the
+    other ops and of the order they run in.
+    """
+    entropy = [int(seed), zlib.crc32(name.encode()), int(index)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ops
+# ---------------------------------------------------------------------------------------------
+
+def resolve_ops(names: Iterable[str | Primitive] | None = None) -> list[Primitive]:
+    """The registered ops named (all of them, sorted by name, when ``names`` is None)."""
+    if names is None:
+        return [REGISTRY[name] for name in sorted(REGISTRY)]
+    ops = []
+    for name in names:
+        if isinstance(name, Primitive):
+            ops.append(name)
+        elif name in REGISTRY:
+            ops.append(REGISTRY[name])
+        else:
+            known = ", ".join(sorted(REGISTRY))
+            raise SuiteError(f"unknown op {name!r}; registered ops: {known}")
+    return ops
+
+
+def _shrink(op: Primitive, error: BaseException, drawn_seed: int, tolerances: dict,
+            tries: int) -> tuple[tuple | None, str]:
+    """A smallest failing ``(args, params, error)`` found by hypothesis, or why there is none.
+
+    Falls back to the unshrunk example when hypothesis is not installed: the library needs it
+    nowhere else.
+    """
+    try:
+        import hypothesis
+        from hypothesis.errors import NoSuchExample
+
+        from tinygraph.testing import op_inputs
+    except ImportError:
+        return None, ("unshrunk: hypothesis is not installed (pip install hypothesis to shrink "
+                      "failing inputs); the input above is the one drawn")
+    kind = type(error)
+
+    def fails(sample: tuple[tuple, dict]) -> bool:
+        args, params = sample
+        try:
+            check_op(op, args, params, seed=drawn_seed, **tolerances)
+        except kind:
+            return True
+        except Exception:  # a different failure is not this one
+            return False
+        return False
+
+    settings = hypothesis.settings(
+        max_examples=tries, deadline=None, database=None, derandomize=True,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        phases=(hypothesis.Phase.generate, hypothesis.Phase.shrink),
+    )
+    try:
+        args, params = hypothesis.find(op_inputs(op), fails, settings=settings)
+    except NoSuchExample:
+        return None, (f"unshrunk: hypothesis found no failing input in {tries} tries; "
+                      "the input above is the one drawn")
+    except Exception as exc:  # e.g. the sample function fails on a hypothesis draw
+        return None, f"unshrunk: the search failed ({type(exc).__name__}: {exc})"
+    try:
+        check_op(op, args, params, seed=drawn_seed, **tolerances)
+    except Exception as exc:  # it fails by construction
+        return (args, params, exc), ""
+    return None, "unshrunk: the shrunk input no longer fails"
+
+
+def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *,
+                      shrink: bool = True, **tolerances: Any) -> CheckResult:
+    """Gradient-check ``op`` on ``examples`` inputs drawn from its own ``sample`` function.
+
+    Each example is :func:`check_op` (central differences of the output projected on random
+    weights) with the inputs of ``RandomDraw(example_seed(seed, op.name, k))``. Stops at the
+    first failure, which hypothesis shrinks when ``shrink`` and it is installed. ``tolerances``
+    are :func:`check_grads` keywords (``atol``, ``rtol``, ``eps``, ``mode``).
+    """
+    op = resolve_ops([op])[0]
+    start = time.perf_counter()
+    worst_abs = worst_rel = 0.0
+    worst_shape = "-"
+    if not op.has_rule:
+        failure = Failure(error=f"{op.name}: no backward rule (define one with defvjp)",
+                          input=[])
+        return CheckResult(op.name, "op", 0, math.nan, math.nan, "-", False, seed,
+                           time.perf_counter() - start, failure)
+    for index in range(examples):
+        drawn_seed = example_seed(seed, op.name, index)
+        try:
+            args, params = op.sample(RandomDraw(drawn_seed))
+        except Exception as error:
+            failure = Failure(error=f"the sample function failed: {_error_text(error)}",
+                              input=[], example=index, example_seed=drawn_seed,
+                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances))
+            return CheckResult(op.name, "op", index + 1, math.nan, math.nan, "-", False, seed,
+                               time.perf_counter() - start, failure)
+        try:
+            report = check_op(op, args, params, seed=drawn_seed, **tolerances)
+        except Exception as error:
+            failure = Failure(error=_error_text(error), input=describe_input(args, params),
+                              example=index, example_seed=drawn_seed,
+                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances),
+                              mismatch=getattr(error, "mismatch", None))
+            if shrink:
+                shrunk, failure.shrink_note = _shrink(op, error, drawn_seed, tolerances,
+                                                      SHRINK_TRIES)
+                if shrunk is not None:
+                    failure.shrunk_input = describe_input(shrunk[0], shrunk[1])
+                    failure.shrunk_error = _error_text(shrunk[2])
+            mismatch = failure.mismatch
+            return CheckResult(
+                op.name, "op", index + 1,
+                mismatch.abs_error if mismatch else math.nan,
+                mismatch.rel_error if mismatch else math.nan,
+                input_shapes(args), False, seed,
+                time.perf_counter() - start, failure)
+        if index == 0 or report.max_abs_error > worst_abs:
+            worst_shape = input_shapes(args)
+        worst_abs = max(worst_abs, report.max_abs_error)
+        worst_rel = max(worst_rel, report.max_rel_error)
+    return CheckResult(op.name, "op", examples, worst_abs, worst_rel, worst_shape, True, seed,
+                       time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ModelCheck:
+    """A model's scalar loss ``f(*args)`` and what to differentiate, for a model-level check.
+
+    ``argnums`` picks the arguments checked (e.g. 0: the parameters, not the data; None: every
+    floating argument); ``options`` are more :func:`check_grads` keywords (``atol``, ``mode``,
+    ``directions``...). A hook returns one of these, or a tuple ``(f, args)`` /
+    ``(f, args, options)``.
+    """
+
+    f: Callable[..., Any]
+    args: tuple
+    argnums: int | tuple[int, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def as_model_check(value: Any) -> ModelCheck:
+    """A hook's return value as a :class:`ModelCheck`."""
+    if isinstance(value, ModelCheck):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3) and callable(value[0]):
+        options = dict(value[2]) if len(value) == 3 else {}
+        argnums = options.pop("argnums", None)
+        return ModelCheck(value[0], tuple(value[1]), argnums, options)
+    raise SuiteError("a model check must return a ModelCheck or a tuple (f, args[, options]), "
+                     f"not {type(value).__name__}")
+
+
+def available_models() -> dict[str, str]:
+    """Model checks installed under the entry-point group ``tinygraph.models``: name -> target."""
+    found: dict[str, str] = {}
+    for entry in importlib.metadata.entry_points(group=MODEL_GROUP):
+        found.setdefault(entry.name, entry.value)
+    return dict(sorted(found.items()))
+
+
+def load_model(spec: str) -> Callable[[], Any]:
+    """The hook for an installed model name, or for ``module:function``."""
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                target = getattr(target, part)
+        except Exception as exc:
+            raise SuiteError(f"model {spec!r} does not load: {type(exc).__name__}: {exc}") from None
+        return target
+    for entry in importlib.metadata.entry_points(group=MODEL_GROUP):
+        if entry.name == spec:
+            try:
+                return entry.load()
+            except Exception as exc:
+                raise SuiteError(f"model {spec!r} ({entry.value}) does not load: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    names = ", ".join(available_models()) or "none installed"
+    raise SuiteError(f"unknown model {spec!r}; available models ({MODEL_GROUP} entry points): "
+                     f"{names}; or give module:function")
+
+
+def model_check(spec: str | Callable[[], Any] | ModelCheck) -> ModelCheck:
+    """Load (a name or ``module:function``), call the hook, and check what it returned."""
+    if isinstance(spec, ModelCheck):
+        return spec
+    hook = load_model(spec) if isinstance(spec, str) else spec
+    try:
+        value = hook()
+    except Exception as exc:
+        name = spec if isinstance(spec, str) else getattr(hook, "__name__", repr(hook))
+        raise SuiteError(f"model {name!r}: the check function raised "
+                         f"{type(exc).__name__}: {exc}") from None
+    return as_model_check(value)
+
+
+def _leaf_label(check: ModelCheck, path: str) -> str:
+    """``0['W1'] (784, 64)``: a differentiated leaf's path and shape."""
+    for number, arg in enumerate(check.args):
+        leaves, _, paths = flatten(arg)
+        for leaf, leaf_path in zip(leaves, paths):
+            if f"{number}{leaf_path}" == path:
+                return f"{path} {tuple(np.shape(leaf))}"
+    return path
+
+
+def check_model(name: str, model: str | Callable[[], Any] | ModelCheck | None = None,
+                seed: int = 0, **tolerances: Any) -> CheckResult:
+    """Gradient-check a model's loss along random directions ``v``: ``<grad f, v>`` against
+    ``(f(x + eps v) - f(x - eps v)) / 2 eps``, ``v ~ N(0, I)`` drawn from ``seed``.
+
+    ``model`` is a :class:`ModelCheck`, a hook returning one, or a name for :func:`load_model`
+    (default: ``name``). The model's own ``options`` come first, then ``tolerances``; the mode
+    is ``directional`` unless one of them says otherwise.
+    """
+    start = time.perf_counter()
+    check = model_check(name if model is None else model)
+    options = {"mode": "directional", **check.options, **tolerances}
+    try:
+        report = check_grads(check.f, *check.args, argnums=check.argnums, seed=seed,
+                             context=f"model {name}: ", **options)
+    except Exception as error:
+        mismatch = getattr(error, "mismatch", None)
+        shapes = [f"arg {i}: {_tree_shapes(a)}" for i, a in enumerate(check.args)]
+        failure = Failure(error=_error_text(error), input=shapes,
+                          reproduce=[f"python -m tinygraph.gradcheck --model {name} "
+                                     f"--seed {seed}"], mismatch=mismatch)
+        return CheckResult(name, "model", 1,
+                           mismatch.abs_error if mismatch else math.nan,
+                           mismatch.rel_error if mismatch else math.nan,
+                           _leaf_label(check, mismatch.path) if mismatch else "-", False, seed,
+                           time.perf_counter() - start, failure)
+    worst = max(report.checks, key=lambda c: c.max_abs_error, default=None)
+    return CheckResult(name, "model", 1, report.max_abs_error, report.max_rel_error,
+                       _leaf_label(check, worst.path) if worst else "-", True, seed,
+                       time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+# ---------------------------------------------------------------------------------------------
+
+def run_suite(ops: Iterable[str | Primitive] | None = None, models: Sequence[str] = (), *,
+              examples: int = 100, seed: int = 0, shrink: bool = True,
+              **tolerances: Any) -> SuiteReport:
+    """Check ``ops`` (every registered op when None; ``[]`` for none) and ``models``.
+
+    Names are resolved and model checks built before anything runs, so an unknown name or a
+    broken hook fails fast with :class:`SuiteError`.
+    """
+    chosen = resolve_ops(ops)
+    start = time.perf_counter()
+    checks = [(name, model_check(name)) for name in models]
+    results = [check_op_examples(op, examples, seed, shrink=shrink, **tolerances)
+               for op in chosen]
+    results += [check_model(name, check, seed, **tolerances) for name, check in checks]
+    return SuiteReport(results, seed, examples, dict(tolerances), time.perf_counter() - start)
