@@ -169,3 +169,30 @@ def test_matmul_follows_numpy_shapes(shapes):
     out = tg.matmul(tg.Tensor(a), tg.Tensor(b))
     assert out.shape == np.matmul(a, b).shape
     tg.check_grads(lambda a, b: tg.sum(tg.matmul(a, b) ** 2), a, b)
+
+
+def test_parameters_may_come_by_position_as_in_numpy():
+    x = np.arange(6.0).reshape(2, 3)
+    cases = [
+        (lambda x: tg.sum(tg.sum(x, 0) ** 2), lambda x: tg.sum(tg.sum(x, axis=0) ** 2)),
+        (lambda x: tg.sum(tg.max(x, 1)), lambda x: tg.sum(tg.max(x, axis=1))),
+        (lambda x: tg.sum(tg.reshape(x, (3, 2)) ** 2), lambda x: tg.sum(x.reshape(3, 2) ** 2)),
+        (lambda x: tg.sum(tg.transpose(x, (1, 0))[0]), lambda x: tg.sum(x.T[0])),
+        (lambda x: tg.sum(tg.log_softmax(x, 0) ** 2),
+         lambda x: tg.sum(tg.log_softmax(x, axis=0) ** 2)),
+        (lambda x: tg.sum(tg.getitem(x, 1) ** 2), lambda x: tg.sum(x[1] ** 2)),
+        (lambda x: tg.sum(tg.broadcast_to(x, (4, 2, 3)) ** 2),
+         lambda x: tg.sum(tg.broadcast_to(x, shape=(4, 2, 3)) ** 2)),
+    ]
+    for positional, keyword in cases:
+        assert np.array_equal(tg.grad(positional)(x), tg.grad(keyword)(x))
+    with pytest.raises(TypeError, match="sum: takes 1 input.*axis, keepdims; got 4 positional"):
+        tg.sum(tg.Tensor(x), 0, False, 3)
+    with pytest.raises(TypeError, match="parameter 'axis' given twice"):
+        tg.sum(tg.Tensor(x), 0, axis=1)
+
+
+def test_a_builtin_name_cannot_be_taken_silently():
+    with pytest.raises(ValueError, match="the name 'add' is taken by tinygraph.ops"):
+        tg.primitive(lambda a, b: a + b, name="add")
+    assert tg.registry()["add"] is tg.add

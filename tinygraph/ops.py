@@ -233,7 +233,7 @@ def _reshape_sample(draw: Draw) -> tuple[tuple, dict]:
     return (array(draw, shape),), {"shape": new_shape}
 
 
-@primitive(sample=_reshape_sample)
+@primitive(sample=_reshape_sample, params=("shape",))
 def reshape(x, shape):
     """x with a new shape of the same size (a view; -1 infers one side)."""
     return np.reshape(x, shape)
@@ -267,7 +267,7 @@ def _broadcast_to_sample(draw: Draw) -> tuple[tuple, dict]:
     return (array(draw, small),), {"shape": target}
 
 
-@primitive(sample=_broadcast_to_sample)
+@primitive(sample=_broadcast_to_sample, params=("shape",))
 def broadcast_to(x, shape):
     """x repeated along new or size-1 axes to ``shape`` (a view)."""
     return np.broadcast_to(x, shape)
@@ -305,7 +305,7 @@ def _getitem_sample(draw: Draw) -> tuple[tuple, dict]:
     return (array(draw, shape),), {"index": index}
 
 
-@primitive(name="getitem", sample=_getitem_sample)
+@primitive(name="getitem", sample=_getitem_sample, params=("index",))
 def getitem(x, index):
     """x[index]: basic (a view) or integer-array indexing."""
     return x[index]
@@ -321,7 +321,7 @@ def _scatter_add_sample(draw: Draw) -> tuple[tuple, dict]:
     return (array(draw, values_shape),), {"index": index, "shape": shape}
 
 
-@primitive(sample=_scatter_add_sample)
+@primitive(sample=_scatter_add_sample, params=("index", "shape"))
 def scatter_add(values, index, shape):
     """zeros(shape) with ``values`` added at ``index`` (repeated positions add up)."""
     result = np.zeros(shape, dtype=np.result_type(values, np.float16))

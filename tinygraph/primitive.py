@@ -48,7 +48,7 @@ def user_site() -> str:
 
 
 def describe(value: Any) -> str:
-    """A short description of an op input for error messages: its shape (and dtype)."""
+    """A short description of an op input for error messages: its shape, or its value."""
     if isinstance(value, (np.ndarray, np.generic)):
         return str(tuple(value.shape))
     if isinstance(value, (int, float, bool)):
@@ -66,12 +66,13 @@ class Primitive:
     """
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
-                 "explain", "arity", "module", "__wrapped__", "__dict__")
+                 "explain", "arity", "param_names", "module", "__wrapped__", "__dict__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,
                  explain: Callable[..., str] | None = None,
-                 forward_into: Callable[..., Any] | None = None) -> None:
+                 forward_into: Callable[..., Any] | None = None,
+                 params: tuple[str, ...] = ()) -> None:
         self.forward = forward
         # Optional ``forward_into(out, *inputs, **params)``: the same result written into a
         # preallocated array (a traced step reuses its buffers); must equal forward bit for bit.
@@ -80,7 +81,9 @@ class Primitive:
         self.__doc__ = forward.__doc__
         self.__wrapped__ = forward
         self.module = getattr(forward, "__module__", None) or "__main__"
-        self.arity = _positional_arity(forward)
+        # Inputs are the leading positional parameters; the rest (those with defaults, and any
+        # named in ``params``) are the op's parameters, accepted by position too: tg.sum(x, 0).
+        self.arity, self.param_names = _split_signature(forward, params)
         self.sample = sample or default_sample(max(self.arity, 1))
         self.explain = explain
         self.joint_rule: Rule | None = None
@@ -131,6 +134,16 @@ class Primitive:
         )
 
     def __call__(self, *args: Any, **params: Any) -> Any:
+        if len(args) > self.arity:
+            args, extra = args[:self.arity], args[self.arity:]
+            if len(extra) > len(self.param_names):
+                names = ", ".join(self.param_names) or "(none)"
+                raise TypeError(f"{self.name}: takes {self.arity} input(s) and the parameters "
+                                f"{names}; got {len(args) + len(extra)} positional arguments")
+            for name, value in zip(self.param_names, extra):
+                if name in params:
+                    raise TypeError(f"{self.name}: parameter {name!r} given twice")
+                params[name] = value
         values = []
         any_tensor = record = False
         for arg in args:
@@ -207,33 +220,47 @@ def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
     )
 
 
-def _positional_arity(function: Callable[..., Any]) -> int:
+def _split_signature(function: Callable[..., Any],
+                     params: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+    """(number of inputs, names of the parameters that may also come by position)."""
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
-        return 1
+        return 1, ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(1 for p in signature.parameters.values()
-               if p.kind in kinds and p.default is inspect.Parameter.empty)
+    positional = [p for p in signature.parameters.values() if p.kind in kinds]
+    inputs = [p for p in positional
+              if p.default is inspect.Parameter.empty and p.name not in params]
+    count = len(inputs)
+    if [p.name for p in positional[:count]] != [p.name for p in inputs]:
+        raise TypeError(f"{function.__name__}: op inputs must come before its parameters")
+    return count, tuple(p.name for p in positional[count:])
 
 
 def primitive(forward: Callable[..., Any] | None = None, *, name: str | None = None,
               sample: SampleFn | None = None, explain: Callable[..., str] | None = None,
-              forward_into: Callable[..., Any] | None = None, register: bool = True) -> Any:
+              forward_into: Callable[..., Any] | None = None, params: tuple[str, ...] = (),
+              register: bool = True) -> Any:
     """Make a differentiable op from a forward function on NumPy arrays.
 
     ``name`` defaults to the function's name; ``sample(draw) -> (args, params)`` draws valid
     inputs for the gradient checks (the default suits smooth ops of any arity); ``explain``
     turns a failed forward into a one-line reason; ``forward_into(out, *inputs, **params)``
-    optionally computes the same result into a preallocated array (used by ``tg.trace``).
+    optionally computes the same result into a preallocated array (used by ``tg.trace``);
+    ``params`` names positional parameters without defaults that are parameters, not inputs
+    (``reshape(x, shape)``). Parameters with defaults are parameters already.
     Registered ops are what the gradient-check suite and the op benchmarks walk;
     ``register=False`` keeps an op out of the registry.
     """
 
     def make(function: Callable[..., Any]) -> Primitive:
         op = Primitive(function, name=name, sample=sample, explain=explain,
-                       forward_into=forward_into)
+                       forward_into=forward_into, params=params)
         if register:
+            taken = REGISTRY.get(op.name)
+            if taken is not None and taken.module != op.module:
+                raise ValueError(f"primitive: the name {op.name!r} is taken by {taken.module}; "
+                                 "pass name=... to register this op under another name")
             REGISTRY[op.name] = op
         return op
 
