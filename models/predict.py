@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from models import data as datasets
-from models import network
-from models.images import IMAGE_SUFFIXES, image_files, load_digit_images
+from models import missing_extra, network
 
 
 def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -31,8 +30,10 @@ def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             arrays = {key: npz[key] for key in npz.files}
         config = json.loads(str(arrays.pop("__config__", np.array("{}"))))
     except Exception as exc:  # a damaged or foreign file is one clear line
+        reason = ("it holds Python objects, which are never loaded" if "pickle" in str(exc)
+                  else str(exc))
         raise datasets.DataError(f"{path}: not a params.npz written by models.train "
-                                 f"({exc})") from None
+                                 f"({reason})") from None
     if not {"W1", "b1"} <= set(arrays):
         raise datasets.DataError(f"{path}: holds no W1/b1 weights ({sorted(arrays)})")
     return arrays, config
@@ -40,6 +41,8 @@ def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
 
 def read_inputs(source: Path) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     """(images (N, 28, 28) uint8, labels or None, names for the output rows, kind)."""
+    from models.images import IMAGE_SUFFIXES, image_files, load_digit_images  # needs Pillow
+
     if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
         return load_digit_images(source), None, [source.name], "images"
     if source.is_dir() and image_files(source):
@@ -64,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="IDX dir, Kaggle CSV, images")
     parser.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
     args = parser.parse_args(argv)
+    if problem := missing_extra():
+        print(problem, file=sys.stderr)
+        return 2
     try:
         params, config = load_params(args.params)
         images, labels, names, kind = read_inputs(args.data)

@@ -16,7 +16,7 @@ import numpy as np
 
 import tinygraph as tg
 from models import data as datasets
-from models import network
+from models import missing_extra, network
 from models.init import init_params
 
 
@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collapse", action="store_true", help="one box per layer")
     parser.add_argument("--backward", action="store_true", help="draw the reverse pass")
     args = parser.parse_args(argv)
+    if problem := missing_extra():
+        print(problem, file=sys.stderr)
+        return 2
     fmt = args.format or (args.out.suffix.lstrip(".").lower() or "svg")
     if fmt not in ("svg", "png", "pdf"):
         print(f"error: cannot draw {args.out}: use a .svg, .png or .pdf name, or --format",

@@ -24,7 +24,7 @@ import numpy as np
 
 import tinygraph as tg
 from models import data as datasets
-from models import network, optim
+from models import missing_extra, network, optim
 from models.augment import random_affine
 from models.init import init_params
 from models.render import draw
@@ -282,8 +282,8 @@ def train(config: Config, out: Path, *, progress: bool = True,
         save_checkpoint(out / "checkpoint.npz", config, params, state, epoch + 1, history,
                         optimizer)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['train_loss']:.4f}",
-                        acc=f"{record['train_accuracy']:.4f}",
+        bar.set_postfix(train_loss=f"{record['train_loss']:.4f}",
+                        train_acc=f"{record['train_accuracy']:.4f}",
                         **({"val_acc": f"{record['val_accuracy']:.4f}"}
                            if record["val_accuracy"] is not None else {}))
     bar.close()
@@ -322,6 +322,9 @@ def _progress(done: int, total: int, enabled: bool) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, given = parse_args(argv)
+    if problem := missing_extra():
+        print(problem, file=sys.stderr)
+        return 2
     try:
         resume = None
         if args.resume is not None:
@@ -331,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = build_config(args, given)
             out = args.out or new_out_dir(config)
+            if (out / "metrics.json").exists() or (out / "checkpoint.npz").exists():
+                raise UsageError(f"{out} holds a run already: continue it with --resume {out}, "
+                                 "or choose another --out")
         ensure_writable(out)
         metrics = train(config, out, progress=not args.no_progress, resume=resume)
     except (UsageError, datasets.DataError) as exc:

@@ -196,3 +196,10 @@ def test_a_builtin_name_cannot_be_taken_silently():
     with pytest.raises(ValueError, match="the name 'add' is taken by tinygraph.ops"):
         tg.primitive(lambda a, b: a + b, name="add")
     assert tg.registry()["add"] is tg.add
+
+
+def test_power_with_exponent_zero_has_zero_gradient_at_zero():
+    x = np.array([0.0, 2.0])
+    assert np.array_equal(tg.grad(lambda x: tg.sum(x ** 0.0))(x), [0, 0])
+    with np.errstate(all="raise"):
+        assert np.array_equal(tg.grad(lambda x: tg.sum(x ** np.array([0.0, 2.0])))(x), [0, 4])

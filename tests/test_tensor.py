@@ -47,3 +47,27 @@ def test_methods():
     assert np.array_equal(t > 2, t.data > 2)
     assert len(t) == 2 and t[0].shape == (3,)
     assert {t: 1}[t] == 1  # tensors are hashable; == keeps identity meaning
+
+
+def test_array_conversion_honours_copy_and_truth_follows_numpy():
+    t = tg.Tensor(np.array([1.0, 2.0]))
+    copied = np.array(t, copy=True)
+    copied[0] = 7
+    assert t.data[0] == 1.0
+    assert bool(tg.Tensor(0.0)) is False and bool(tg.Tensor([3.0])) is True
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(t)
+
+
+def test_files_written_for_users_get_ordinary_permissions(tmp_path):
+    import os
+
+    from tinygraph.files import write_atomic
+
+    umask = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "a.txt", b"x")
+    finally:
+        os.umask(umask)
+    assert path.read_bytes() == b"x" and (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

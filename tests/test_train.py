@@ -226,3 +226,33 @@ def test_traced_training_equals_eager_training(tmp_path):
             np.load(tmp_path / "--no-trace" / "params.npz") as b:
         for key in ("W1", "b1", "W2", "b2"):
             assert np.array_equal(a[key], b[key])
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_train("--epochs", "1", "--batch-size", "1000", "--out", str(out)) == 0
+    before = (out / "metrics.json").read_bytes()
+    assert run_train("--epochs", "1", "--out", str(out)) == 2
+    assert "holds a run already: continue it with --resume" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_missing_models_extra_is_one_line(monkeypatch, capsys, tmp_path):
+    import models
+
+    monkeypatch.setitem(models.EXTRA, "no_such_module_for_tinygraph", "no-such-package")
+    for main in (train.main, predict.main):
+        args = ["--params", "p", "--data", "d", "--out", "o"] if main is predict.main else []
+        assert main(args) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: the models tools need no-such-package; install them with "
+                   "pip install -e '.[models]'"] * 2
+
+
+def test_pickled_npz_is_refused_without_numpys_advice(tmp_path, capsys):
+    bad = tmp_path / "params.npz"
+    np.savez(bad, W1=np.array([{"a": 1}], dtype=object))
+    assert predict.main(["--params", str(bad), "--data", ".", "--out",
+                         str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "holds Python objects, which are never loaded" in err and "allow_pickle" not in err

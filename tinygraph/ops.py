@@ -121,8 +121,15 @@ def power(x, p):
     return np.power(x, p)
 
 
-power.defvjp(lambda grad_out, out, x, p: grad_out * p * x ** (p - 1),  # d(x^p)/dx = p x^(p-1)
-             _power_exponent_vjp)
+def _power_base_vjp(grad_out, out, x, p):
+    """d(x^p)/dx = p x^(p-1), taken as 0 where p = 0 (x^0 = 1 is constant, even at x = 0)."""
+    if np.ndim(p) == 0:
+        return grad_out * np.zeros_like(x) if p == 0 else grad_out * p * x ** (p - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** -1 where p = 0 is masked
+        return grad_out * np.where(np.equal(p, 0), 0, p * x ** (p - 1))
+
+
+power.defvjp(_power_base_vjp, _power_exponent_vjp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,9 +102,14 @@ class Tensor:
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         refuse_while_tracing("converting a Tensor to a NumPy array")
-        if dtype is None:
-            return self.data
-        return self.data.astype(dtype)
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor (NumPy's rule: larger ones are ambiguous)."""
+        refuse_while_tracing("the truth value of a Tensor")
+        return bool(self.data)
 
     @property
     def op(self) -> Primitive | None:

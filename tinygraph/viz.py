@@ -17,13 +17,13 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tinygraph.files import write_atomic
 from tinygraph.tensor import Tensor
 
 PARAMETER = {"style": "filled", "fillcolor": "#cfe2ff", "color": "#3d6fb4"}
@@ -375,7 +375,7 @@ def render(output: Tensor | Any, path: str | os.PathLike[str], format: str = "sv
         target = target.with_name(target.name + f".{format}")
     target.parent.mkdir(parents=True, exist_ok=True)
     dot_path = target.with_suffix(".dot")
-    _write_atomic(dot_path, graph.source.encode())
+    write_atomic(dot_path, graph.source.encode())
     if shutil.which("dot") is None:
         print(f"tinygraph.render: Graphviz's `dot` program was not found, so only the DOT "
               f"source was written to {dot_path}; "
@@ -385,19 +385,8 @@ def render(output: Tensor | Any, path: str | os.PathLike[str], format: str = "sv
         picture = graph.pipe(format=format)
     except graphviz.ExecutableNotFound:  # pragma: no cover - dot vanished since the check
         return dot_path
-    _write_atomic(target, picture)
+    write_atomic(target, picture)
     return target
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            handle.write(payload)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def svg(output: Tensor, **options: Any) -> str | None:

@@ -15,8 +15,6 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
 from .dataset import DIGIT_CLASSES, FASHION_MNIST_CLASSES
 from .files import _GZIP_MAGIC, DataError, PathLike, _describe_os_error, _error, atomic_write
 from .idx import FASHION_MNIST_SHA256, IDX_FILES, MNIST_SHA256, content_sha256
@@ -132,6 +130,8 @@ def _fetch_verified(
             received = written = 0
             gunzip: _Gunzip | None = None
             pending: bytes | None = b""  # first bytes, kept until gzip data can be recognised
+            from tqdm import tqdm  # the models extra; imported when a download starts
+
             with tqdm(
                 total=total,
                 unit="B",

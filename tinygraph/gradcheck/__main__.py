@@ -13,10 +13,10 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from tinygraph.files import write_atomic
 from tinygraph.gradcheck.suite import SuiteError, run_suite
 
 
@@ -61,21 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_json_atomically(path: str, data: Any) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                         suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Write ``data`` as JSON to ``path``, atomically (see :func:`tinygraph.files.write_atomic`)."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _import_modules(names: Sequence[str]) -> None:
