@@ -20,10 +20,11 @@ from tinygraph.state import STATE, enable_grad
 from tinygraph.tensor import Tensor, as_float_array
 
 
-def toposort(root: Tensor) -> list[Tensor]:
+def toposort(root: Tensor, every: bool = False) -> list[Tensor]:
     """Every node ``root`` depends on through inputs that require grad, inputs first.
 
-    Iterative depth-first search with an explicit stack: graph depth is limited by memory only.
+    With ``every=True`` constant Tensors are followed too (for drawing). Iterative depth-first
+    search with an explicit stack: graph depth is limited by memory only.
     """
     order: list[Tensor] = []
     visited: set[int] = set()
@@ -38,7 +39,8 @@ def toposort(root: Tensor) -> list[Tensor]:
         visited.add(id(node))
         stack.append((node, True))
         for parent in node._inputs:
-            if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
+            if (isinstance(parent, Tensor) and (every or parent.requires_grad)
+                    and id(parent) not in visited):
                 stack.append((parent, False))
     return order
 

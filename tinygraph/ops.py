@@ -155,19 +155,16 @@ log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
 
 
 def _sigmoid_into(out, x):
-    """sigmoid(x) into ``out``: the same operations as the forward, so the same bits."""
-    decay = np.exp(-np.abs(x))
+    """1 / (1 + e^-x), exact and warning-free for any |x|: only e^-|x| is ever computed."""
+    decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows
     numerator = np.where(np.greater_equal(x, 0), np.ones((), dtype=decay.dtype), decay)
-    np.add(decay, 1, out=decay)
-    return np.divide(numerator, decay, out=out)
+    return np.divide(numerator, 1 + decay, out=out)
 
 
 @primitive(sample=elementwise(1, -6.0, 6.0), forward_into=_sigmoid_into)
 def sigmoid(x):
-    """1 / (1 + e^-x), exact and warning-free for any |x|: only e^-|x| is ever computed."""
-    decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-    numerator = np.where(np.greater_equal(x, 0), np.ones((), dtype=decay.dtype), decay)
-    return numerator / (1 + decay)
+    """1 / (1 + e^-x), exact and warning-free for any |x| (see _sigmoid_into)."""
+    return _sigmoid_into(None, x)
 
 
 sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)

@@ -161,22 +161,10 @@ class Primitive:
             return out
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        result = Tensor.__new__(Tensor)
-        result.data = out
-        result.grad = None
-        result.name = None
-        result._scope = STATE.scope
-        result._retain = False
         if record and STATE.grad_enabled:
-            result.requires_grad = True
-            result._prim = self
-            result._inputs = args
-            result._params = params
+            result = Tensor.node(out, True, self, args, params)
         else:
-            result.requires_grad = False
-            result._prim = None
-            result._inputs = ()
-            result._params = {}
+            result = Tensor.node(out)
         if STATE.anomaly:
             check_finite(self, out, values, "forward")
         return result

@@ -70,6 +70,22 @@ class Tensor:
         self._scope = STATE.scope
         self._retain = False
 
+    @classmethod
+    def node(cls, data: np.ndarray, requires_grad: bool = False, prim: Primitive | None = None,
+             inputs: tuple = (), params: dict | None = None) -> Tensor:
+        """A Tensor around an array as it is (no dtype rules, no copy): for ops and tracing."""
+        tensor = cls.__new__(cls)
+        tensor.data = data
+        tensor.grad = None
+        tensor.requires_grad = requires_grad
+        tensor.name = None
+        tensor._prim = prim
+        tensor._inputs = inputs
+        tensor._params = {} if params is None else params
+        tensor._scope = STATE.scope
+        tensor._retain = False
+        return tensor
+
     # -- array-like attributes ------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:

@@ -237,10 +237,7 @@ class Traced:
             to_float = owner[position] in numbers
             if to_float:
                 data = as_float_array(data)
-            tensor = Tensor.__new__(Tensor)  # every array argument is recorded, ints included
-            tensor.data, tensor.grad, tensor.requires_grad, tensor.name = data, None, True, None
-            tensor._prim, tensor._inputs, tensor._params = None, (), {}
-            tensor._scope, tensor._retain = STATE.scope, False
+            tensor = Tensor.node(data, requires_grad=True)  # every array is recorded, ints too
             tensors.append(tensor)
             slot = plan.slot()
             slot_of[id(tensor)] = slot

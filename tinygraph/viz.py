@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.autodiff import toposort
 from tinygraph.files import write_atomic
 from tinygraph.tensor import Tensor
 
@@ -44,22 +45,7 @@ class GraphTooLargeError(ValueError):
 
 def walk(output: Tensor) -> list[Tensor]:
     """Every Tensor ``output`` was computed from, inputs before their consumers (iterative)."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(output, False)]
-    while stack:
-        node, finished = stack.pop()
-        if finished:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for parent in node.inputs:
-            if isinstance(parent, Tensor) and id(parent) not in seen:
-                stack.append((parent, False))
-    return order
+    return toposort(output, every=True)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
