@@ -79,12 +79,20 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
     return cotangent
 
 
+Observer = Callable[[Tensor, list, list], None]
+
+
 def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
-                 write_retained: bool = True) -> dict[int, tuple[Tensor, np.ndarray]]:
+                 write_retained: bool = True, needs: Callable[[Tensor], bool] | None = None,
+                 observe: Observer | None = None) -> dict[int, tuple[Tensor, np.ndarray]]:
     """Propagate ``seed`` from ``root`` to the leaves; return {id(leaf): (leaf, cotangent)}.
 
     Non-leaf nodes store their gradient in ``.grad`` when they asked (``retain_grad()``), or all
-    of them with ``retain_grads``; ``write_retained=False`` (the functional transforms) stores none.
+    of them with ``retain_grads``; ``write_retained=False`` (the functional transforms) stores
+    none. ``needs(tensor)`` says which inputs want a cotangent (default: ``requires_grad``);
+    ``observe(node, needed, contributions)`` is told of every rule applied, each contribution
+    ``(position, parent, first)`` (``first``: the parent's first cotangent): ``tg.trace``
+    records the pass this way.
     """
     order = toposort(root)
     cotangents: dict[int, np.ndarray] = {id(root): seed}
@@ -102,8 +110,12 @@ def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
             accumulate_grad(node, grad_out)
         inputs = node._inputs
         values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
-        needed = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
+        if needs is None:
+            needed = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
+        else:
+            needed = [isinstance(x, Tensor) and needs(x) for x in inputs]
         results = prim.cotangents(grad_out, node.data, values, node._params, needed)
+        contributions = []
         for position, (parent, need, cotangent) in enumerate(zip(inputs, needed, results)):
             if not need or cotangent is None:
                 continue
@@ -114,6 +126,10 @@ def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
             key = id(parent)
             previous = cotangents.get(key)
             cotangents[key] = cotangent if previous is None else previous + cotangent
+            if observe is not None:
+                contributions.append((position, parent, previous is None))
+        if observe is not None:
+            observe(node, needed, contributions)
     return leaves
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.autodiff import fit_cotangent, toposort
+from tinygraph.autodiff import fit_cotangent, reverse_pass, toposort
 from tinygraph.primitive import Primitive
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import STATE, TraceError, enable_grad
@@ -295,7 +295,7 @@ class Traced:
             plan.output_treedef = out_treedef
             plan.output_slots = [self._output_slot(plan, slot_of, leaf) for leaf in out_leaves]
             return plan
-        final = self._record_backward(plan, result, order, slot_of, differentiated)
+        final = self._record_backward(plan, result, slot_of, differentiated)
         handed: list[np.ndarray] = [plan.template[plan.cotangent_slots[id(result)]]] \
             if id(result) in plan.cotangent_slots else []
         handed += [step.buffer for step in plan.forward if step.buffer is not None]
@@ -321,7 +321,7 @@ class Traced:
         value = leaf.data if isinstance(leaf, Tensor) else leaf
         return None, value, False
 
-    def _record_backward(self, plan: _Plan, out: Any, order: list[Tensor], slot_of: dict,
+    def _record_backward(self, plan: _Plan, out: Any, slot_of: dict,
                          differentiated: set[int]) -> dict[int, np.ndarray]:
         """Plan the reverse pass; return the leaves' cotangents on the example."""
         if not isinstance(out, Tensor) or out.size != 1:
@@ -335,28 +335,13 @@ class Traced:
             return {}
         seed = np.ones_like(out.data)
         cotangent_slots[id(out)] = plan.slot(seed)
-        # Run the reverse pass once, on the example, to learn every cotangent's shape.
-        cotangents = {id(out): seed}
-        for node in reversed(order):
-            if node._prim is None or id(node) not in differentiated:
-                continue
-            grad_out = cotangents.pop(id(node), None)
-            if grad_out is None:  # every rule downstream returned None for this node
-                continue
-            needed = [isinstance(x, Tensor) and id(x) in differentiated for x in node._inputs]
-            values = tuple(x.data if isinstance(x, Tensor) else x for x in node._inputs)
-            results = node._prim.cotangents(grad_out, node.data, values, node._params, needed)
+
+        def record(node: Tensor, needed: list[bool], contributions: list) -> None:
             targets = []
-            for position, (parent, need) in enumerate(zip(node._inputs, needed)):
-                if not need or results[position] is None:
-                    continue
-                data = parent.data
-                cotangent = fit_cotangent(results[position], data.shape, data.dtype, node._prim,
-                                          position)
-                first = id(parent) not in cotangents
-                cotangents[id(parent)] = cotangent if first else cotangents[id(parent)] + cotangent
+            for position, parent, first in contributions:
                 if first:
                     cotangent_slots[id(parent)] = plan.slot()
+                data = parent.data
                 targets.append((position, cotangent_slots[id(parent)], data.shape, data.dtype,
                                 first))
             refs = tuple(slot_of[id(x)] if isinstance(x, Tensor) else plan.slot(x)
@@ -364,4 +349,8 @@ class Traced:
             plan.backward.append(_RuleStep(node._prim, cotangent_slots[id(node)],
                                            slot_of[id(node)], refs, node._params, needed,
                                            targets))
-        return cotangents
+
+        # Run the reverse pass once, on the example, recording each rule it applies.
+        leaves = reverse_pass(out, seed, write_retained=False,
+                              needs=lambda tensor: id(tensor) in differentiated, observe=record)
+        return {key: cotangent for key, (_, cotangent) in leaves.items()}
