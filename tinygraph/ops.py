@@ -155,10 +155,13 @@ log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
 
 
 def _sigmoid_into(out, x):
-    """1 / (1 + e^-x), exact and warning-free for any |x|: only e^-|x| is ever computed."""
-    decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-    numerator = np.where(np.greater_equal(x, 0), np.ones((), dtype=decay.dtype), decay)
-    return np.divide(numerator, 1 + decay, out=out)
+    """1 / (1 + e^-x) = e^min(x, 0) / (1 + e^-|x|): exact and warning-free for any |x|.
+
+    Neither exponent is ever positive, so nothing overflows; no np.where (several times
+    slower than the whole formula on large arrays).
+    """
+    numerator = np.exp(np.minimum(x, 0))  # 1 for x >= 0, e^x otherwise
+    return np.divide(numerator, 1 + np.exp(-np.abs(x)), out=out)
 
 
 @primitive(sample=elementwise(1, -6.0, 6.0), forward_into=_sigmoid_into)
