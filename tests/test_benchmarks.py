@@ -1,0 +1,169 @@
+"""The benchmark suite runs and measures the right thing. Nothing here asserts a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from benchmarks import engines
+from benchmarks.__main__ import QUICK, main
+from benchmarks.ops import OpsPlan, run_ops
+from benchmarks.report import evaluate_targets
+from benchmarks.step import check_engines
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """One ``--quick`` run, in process, shared by the tests that read its files."""
+    out = tmp_path_factory.mktemp("benchmarks")
+    assert main(["--quick", "--out", str(out), "--machine", "test"]) == 0
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text()), out
+
+
+def test_quick_run_times_every_engine_batch_and_dtype(quick_run: tuple[dict, Path]) -> None:
+    results, _ = quick_run
+    available, skipped = engines.available_engines()
+    assert set(results["engines"]) == set(available)
+    assert results["skipped_engines"] == skipped
+    rows = results["step"]["rows"]
+    expected = {(name, batch, dtype) for name in available for batch in QUICK.step.batches
+                for dtype in ("float32", "float64")}
+    assert {(r["engine"], r["batch"], r["dtype"]) for r in rows} == expected
+    assert all(r["median"] > 0 and r["ratio"] > 0 for r in rows)
+    assert all(r["ratio"] == 1.0 for r in rows if r["engine"] == engines.BASELINE)
+    assert all(check["ok"] for check in results["step"]["checks"]), results["step"]["checks"]
+
+
+def test_quick_run_has_every_other_benchmark(quick_run: tuple[dict, Path]) -> None:
+    results, _ = quick_run
+    available, _ = engines.available_engines()
+    assert {r["engine"] for r in results["epoch"]["rows"]} == set(available)
+    assert engines.BASELINE in {r["engine"] for r in results["memory"]["rows"]}
+    assert [r["nodes"] for r in results["graph"]["rows"]] == list(QUICK.graph.sizes)
+    with_rules = {name for name, op in tg.registry().items() if op.has_rule}
+    assert {r["op"] for r in results["ops"]["rows"]} == with_rules
+    assert not [r for r in results["ops"]["rows"] if "error" in r]
+    assert [p["batch"] for p in results["profile"]] == [1, 128]
+    assert {"cpu", "blas", "threads", "numpy"} <= set(results["environment"])
+    statuses = {t["status"].split(" ")[0] for t in results["targets"]}
+    assert statuses <= {"met", "missed", "not"}, statuses
+
+
+def test_markdown_and_plot_are_written(quick_run: tuple[dict, Path]) -> None:
+    results, out = quick_run
+    (markdown,) = out.glob("*.md")
+    text = markdown.read_text()
+    assert "## Targets" in text and "## Training step" in text and "hand-written NumPy" in text
+    assert all(target["target"] in text for target in results["targets"])
+    pytest.importorskip("matplotlib")
+    (picture,) = out.glob("*.png")
+    assert picture.read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize("batch", [1, 7, 200])
+def test_hand_numpy_gradients_equal_tinygraph(batch: int) -> None:
+    """The baseline is right: its loss, gradients and update are tinygraph's, in float64."""
+    params = engines.init_params("float64")
+    x, y = engines.random_batch(batch, "float64")
+    hand = engines.HandNumpy(params)
+    hand.step(hand.prepare(x, y))
+    value, grads = tg.value_and_grad(engines.loss)(params, x, y)
+    assert hand.last_loss() == pytest.approx(float(value), rel=1e-12)
+    for key in engines.PARAM_NAMES:
+        np.testing.assert_allclose(hand.last_grads()[key], grads[key], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(hand.params()[key],
+                                   params[key] - engines.LEARNING_RATE * grads[key],
+                                   rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hand_numpy_is_stable_for_saturated_units(dtype: str) -> None:
+    """Huge pre-activations and logits: no overflow, and still tinygraph's gradients."""
+    params = engines.init_params(dtype)
+    params["W2"] = params["W2"] * 1e3
+    x, y = engines.random_batch(16, dtype)
+    x *= 1e4
+    hand = engines.HandNumpy(params)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):  # underflow is fine
+        hand.step(hand.prepare(x, y))
+    value, grads = tg.value_and_grad(engines.loss)(params, x, y)
+    assert hand.last_loss() == pytest.approx(float(value), rel=1e-5)
+    hand_grads = hand.last_grads()
+    assert all(np.isfinite(hand_grads[key]).all() for key in engines.PARAM_NAMES)
+    if dtype == "float64":  # float32 has no digits left for h (1 - h) at saturation
+        for key in engines.PARAM_NAMES:
+            np.testing.assert_allclose(hand_grads[key], grads[key], rtol=1e-8,
+                                       atol=1e-10 * np.abs(grads[key]).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_engine_agrees_with_the_baseline(dtype: str) -> None:
+    available, _ = engines.available_engines()
+    x, y = engines.random_batch(33, dtype)
+    checks = check_engines(available, engines.init_params(dtype), x, y)
+    assert set(checks) == set(available)
+    assert all(check["ok"] for check in checks.values()), checks
+
+
+def test_a_wrong_engine_is_caught_before_timing() -> None:
+    class Wrong(engines.HandNumpy):
+        name = "wrong"
+
+        def last_grads(self) -> dict[str, np.ndarray]:
+            grads = super().last_grads()
+            return {**grads, "b2": grads["b2"] * 1.01}
+
+    x, y = engines.random_batch(8, "float64")
+    checks = check_engines({engines.BASELINE: engines.HandNumpy, "wrong": Wrong},
+                           engines.init_params("float64"), x, y)
+    assert checks[engines.BASELINE]["ok"] and not checks["wrong"]["ok"]
+
+
+def test_a_new_op_is_benchmarked_without_being_listed() -> None:
+    cube = tg.primitive(lambda x: x ** 3, name="bench_cube", register=False)
+    cube.defvjp(lambda grad_out, out, x: (grad_out * 3 * x ** 2,))
+    results = run_ops(OpsPlan(samples=1, min_time=0.0), ops={"bench_cube": cube})
+    sizes = {row["size"]: row for row in results["rows"]}
+    assert set(sizes) == {"tiny", "medium"}
+    assert sizes["medium"]["elements"] > sizes["tiny"]["elements"]
+    assert all(row["forward"] > 0 and row["rule"] > 0 and row["pass"] > 0
+               for row in sizes.values())
+
+
+def test_missing_engines_are_skipped_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(tg, "trace", raising=False)
+    monkeypatch.setattr(engines, "torch_module", lambda: None)
+    available, skipped = engines.available_engines()
+    assert set(skipped) == {"tg_traced", "torch_nn", "torch_raw"}
+    assert {engines.BASELINE, "tg_value_and_grad", "tg_backward"} <= set(available)
+    targets = evaluate_targets({"skipped_engines": skipped})
+    traced = [t for t in targets if t["target"].startswith("traced")]
+    assert traced and all("no tg.trace" in t["measured"] for t in traced)
+    torch = [t for t in targets if "torch.nn" in t["target"]]
+    assert torch and all(t["measured"] == "torch not installed" for t in torch)
+
+
+def test_runs_without_torch(tmp_path: Path) -> None:
+    """PyTorch stays optional: with ``import torch`` failing, the step benchmark still runs."""
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from benchmarks.__main__ import main\n"
+              f"main(['--quick', '--only', 'step', '--out', {str(tmp_path)!r}])\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (path,) = tmp_path.glob("*.json")
+    results = json.loads(path.read_text())
+    assert results["environment"]["torch"] is None
+    assert {"torch_nn", "torch_raw"} <= set(results["skipped_engines"])
+    assert {r["engine"] for r in results["step"]["rows"]} >= {engines.BASELINE,
+                                                              "tg_value_and_grad"}
