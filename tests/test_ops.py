@@ -203,3 +203,10 @@ def test_power_with_exponent_zero_has_zero_gradient_at_zero():
     assert np.array_equal(tg.grad(lambda x: tg.sum(x ** 0.0))(x), [0, 0])
     with np.errstate(all="raise"):
         assert np.array_equal(tg.grad(lambda x: tg.sum(x ** np.array([0.0, 2.0])))(x), [0, 4])
+
+
+def test_tensor_indices_must_be_integral():
+    x = tg.Tensor(np.arange(4.0), requires_grad=True)
+    assert np.array_equal(x[tg.Tensor([3, 1])].data, [3.0, 1.0])
+    with pytest.raises(IndexError, match="index values must be integers"):
+        x[tg.Tensor([0.5])]

@@ -212,3 +212,12 @@ def test_models_render_command(tmp_path):
                              "--collapse"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "hidden" in out.read_text() and (tmp_path / "paper.dot").exists()
+
+
+def test_collapsed_box_counts_and_suffix_swap(tmp_path, monkeypatch):
+    x = tg.Tensor(np.ones(2), requires_grad=True)
+    with tg.scope("one"):
+        y = tg.exp(x)
+    assert "one\\n1 op: exp" in tg.to_dot(y.sum(), collapse=True).source
+    monkeypatch.setattr(tg.viz.shutil, "which", lambda name: None)
+    assert tg.render(y, tmp_path / "g.svg", format="png") == tmp_path / "g.dot"

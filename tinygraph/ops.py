@@ -528,8 +528,13 @@ def _shape_args(args: tuple) -> Any:
 
 
 def _plain_index(index: Any) -> Any:
-    if isinstance(index, Tensor):
-        return index.data.astype(np.intp) if index.dtype.kind == "f" else index.data
+    if isinstance(index, Tensor):  # Tensors hold integers as float64: index with them exactly
+        data = index.data
+        if data.dtype.kind == "f":
+            if not np.array_equal(data, np.round(data)):
+                raise IndexError(f"getitem: index values must be integers, got {data.ravel()[:4]}")
+            return data.astype(np.intp)
+        return data
     if isinstance(index, tuple):
         return tuple(_plain_index(part) for part in index)
     if isinstance(index, list):

@@ -41,7 +41,7 @@ def user_site() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep):
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

@@ -160,9 +160,9 @@ def _attr_list(attrs: dict, bare: bool = False) -> str:
     return inner if bare else f" [{inner}]"
 
 
-def _tensor_label(tensor: Tensor, number: int, show_grads: bool, show_values: bool,
+def _tensor_label(tensor: Tensor, is_output: bool, show_grads: bool, show_values: bool,
                   value_limit: int) -> tuple[str, bool]:
-    title = tensor.name or ("output" if number == 0 else "")
+    title = tensor.name or ("output" if is_output else "")
     lines = [title] if title else []
     lines.append(f"{_shape_text(tensor.shape)} {tensor.dtype}")
     bad = False
@@ -229,8 +229,8 @@ def to_dot(output: Tensor, *, show_grads: bool = False, show_values: bool = Fals
                 drawing.edge(op_key, key)
         if box is not None and tensor is not output:
             continue
-        number = 0 if tensor is output else 1
-        label, bad = _tensor_label(tensor, number, show_grads, show_values, value_limit)
+        label, bad = _tensor_label(tensor, tensor is output, show_grads, show_values,
+                                   value_limit)
         attrs = dict(PARAMETER if tensor.is_leaf and tensor.requires_grad
                      else CONSTANT if tensor.is_leaf else INTERMEDIATE)
         attrs["shape"] = "ellipse"
@@ -244,7 +244,8 @@ def to_dot(output: Tensor, *, show_grads: bool = False, show_values: bool = Fals
     scope_of_box = {box: t.scope[0] for t in tensors if (box := box_of.get(id(t)))}
     for box, ops in box_members.items():
         names = sorted(set(ops), key=ops.index)
-        drawing.node(box, f"{scope_of_box[box]}\\n{len(ops)} ops: {', '.join(names)}",
+        count = f"{len(ops)} op" + ("s" if len(ops) != 1 else "")
+        drawing.node(box, f"{scope_of_box[box]}\\n{count}: {', '.join(names)}",
                      OP | {"style": "rounded,filled,bold", "fillcolor": "#ffe8a3"})
     _check_size(len(drawing.nodes), max_nodes)
     return drawing.to_digraph(title or _title(output), rankdir)
@@ -357,7 +358,9 @@ def render(output: Tensor | Any, path: str | os.PathLike[str], format: str = "sv
         raise ValueError(f"render: format must be 'svg', 'png' or 'pdf', not {format!r}")
     graph = to_dot(output, **options) if isinstance(output, Tensor) else output
     target = Path(path)
-    if target.suffix.lower() != f".{format}":
+    if target.suffix.lower() in (".svg", ".png", ".pdf", ".dot"):
+        target = target.with_suffix(f".{format}")  # graph.svg drawn as png is graph.png
+    else:
         target = target.with_name(target.name + f".{format}")
     target.parent.mkdir(parents=True, exist_ok=True)
     dot_path = target.with_suffix(".dot")
