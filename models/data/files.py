@@ -11,6 +11,7 @@ import functools
 import gzip
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -106,3 +107,16 @@ def _open_maybe_gzip(path: Path) -> Iterator[IO[bytes]]:
     else:
         with open(path, "rb") as handle:
             yield handle
+
+
+@contextlib.contextmanager
+def reading(path: PathLike) -> Iterator[None]:
+    """Turn the failures of reading ``path`` (raw or gzip) into one-line :class:`DataError`s."""
+    try:
+        yield
+    except EOFError:
+        raise _error(path, "corrupt gzip data: the stream is truncated") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data ({exc})") from None
+    except OSError as exc:
+        raise _error(path, f"cannot read: {_describe_os_error(exc)}") from None

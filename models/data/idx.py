@@ -6,14 +6,13 @@ import gzip
 import hashlib
 import math
 import re
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .dataset import DIGIT_CLASSES, Dataset
-from .files import PathLike, _describe_os_error, _error, _is_gzip
+from .files import PathLike, _error, _is_gzip, reading
 
 IDX_FILES: tuple[str, ...] = (
     "train-images-idx3-ubyte",
@@ -51,17 +50,11 @@ _IDX_TYPES = {
 
 def _read_bytes(path: Path) -> bytes:
     """Return the content of ``path``, gunzipped when it is gzip data; DataError on any failure."""
-    try:
+    with reading(path):
         if not _is_gzip(path):
             return path.read_bytes()
         with gzip.open(path, "rb") as handle:
             return handle.read()
-    except EOFError:
-        raise _error(path, "corrupt gzip data: the stream is truncated") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise _error(path, f"corrupt gzip data ({exc})") from None
-    except OSError as exc:
-        raise _error(path, f"cannot read: {_describe_os_error(exc)}") from None
 
 
 def content_sha256(path: PathLike) -> str:
@@ -72,17 +65,11 @@ def content_sha256(path: PathLike) -> str:
     """
     path = Path(path)
     digest = hashlib.sha256()
-    try:
+    with reading(path):
         opener = gzip.open if _is_gzip(path) else open
         with opener(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-    except EOFError:
-        raise _error(path, "corrupt gzip data: the stream is truncated") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise _error(path, f"corrupt gzip data ({exc})") from None
-    except OSError as exc:
-        raise _error(path, f"cannot read: {_describe_os_error(exc)}") from None
     return digest.hexdigest()
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import warnings
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from .files import PathLike, _describe_os_error, _error, _open_maybe_gzip, atomic_write
+from .files import PathLike, _describe_os_error, _error, _open_maybe_gzip, atomic_write, reading
 
 _PIXEL_COLUMNS = [f"pixel{i}" for i in range(784)]
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -119,7 +117,7 @@ def read_kaggle_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     of values, a non-integer, a pixel outside 0..255, a label outside 0..9).
     """
     path = Path(path)
-    try:
+    with reading(path):
         with _open_maybe_gzip(path) as binary:
             try:
                 header = binary.readline().decode("utf-8-sig")
@@ -136,12 +134,6 @@ def read_kaggle_csv(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
             if located is None:  # pragma: no cover - the scan checks what the bulk parse checks
                 raise _error(path, "malformed CSV data")
             raise _error(path, located[1], line=located[0])
-    except EOFError:
-        raise _error(path, "corrupt gzip data: the stream is truncated") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise _error(path, f"corrupt gzip data ({exc})") from None
-    except OSError as exc:
-        raise _error(path, f"cannot read: {_describe_os_error(exc)}") from None
     if table.shape[0] == 0:
         raise _error(path, "no data rows after the header")
     pixels = table[:, 1:] if has_label else table
