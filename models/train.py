@@ -325,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := missing_extra():
         print(problem, file=sys.stderr)
         return 2
+    tg.keep_freed_memory()  # reuse freed per-step arrays instead of faulting pages in anew
     try:
         resume = None
         if args.resume is not None:

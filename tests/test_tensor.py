@@ -71,3 +71,9 @@ def test_files_written_for_users_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert path.read_bytes() == b"x" and (path.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_keep_freed_memory_reports_whether_it_applied():
+    import sys
+
+    assert tg.keep_freed_memory() is sys.platform.startswith("linux")

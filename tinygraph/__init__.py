@@ -13,6 +13,7 @@ from tinygraph.gradcheck import (
     check_op,
     numerical_grad,
 )
+from tinygraph.memory import keep_freed_memory
 from tinygraph.ops import (
     add,
     broadcast_to,
@@ -50,9 +51,9 @@ __all__ = [
     "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "Primitive", "RandomDraw",
     "Tensor", "TraceError", "Traced", "add", "backward", "broadcast_to", "check_grads",
     "check_op", "detect_anomaly", "div", "enable_grad", "exp", "getitem", "grad",
-    "is_grad_enabled", "log", "log_softmax", "matmul", "max", "mean", "mul", "neg", "no_grad",
-    "numerical_grad", "power", "primitive", "registry", "relu", "render", "reshape",
-    "scatter_add", "scope", "sigmoid", "softmax", "softmax_cross_entropy", "sub", "sum", "tanh",
-    "to_dot", "to_dot_backward", "toposort", "trace", "transpose", "tree_map", "unbroadcast",
-    "value_and_grad",
+    "is_grad_enabled", "keep_freed_memory", "log", "log_softmax", "matmul", "max", "mean", "mul",
+    "neg", "no_grad", "numerical_grad", "power", "primitive", "registry", "relu", "render",
+    "reshape", "scatter_add", "scope", "sigmoid", "softmax", "softmax_cross_entropy", "sub",
+    "sum", "tanh", "to_dot", "to_dot_backward", "toposort", "trace", "transpose", "tree_map",
+    "unbroadcast", "value_and_grad",
 ]
