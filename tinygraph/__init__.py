@@ -42,7 +42,7 @@ from tinygraph.pytree import tree_map
 from tinygraph.sampling import RandomDraw
 from tinygraph.state import detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope
 from tinygraph.tensor import Tensor
-from tinygraph.trace import Traced, TraceError, trace
+from tinygraph.tracing import Traced, TraceError, trace
 from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward
 
 __version__ = "0.1.0"
