@@ -347,6 +347,7 @@ def sgd(
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
     weight_decay_mask: WeightDecayMask | None = None,
+    inplace_state: bool = False,
 ) -> Optimizer:
     """Plain gradient descent: ``p <- p - eta_t * g``.
 
@@ -355,6 +356,7 @@ def sgd(
     ``decoupled_weight_decay=True`` it is ``p <- p * (1 - eta_t * lambda) - eta_t * g``, which
     for SGD differs from the coupled form only in rounding.  ``weight_decay_mask(path, p)``
     (e.g. ``lambda path, p: p.ndim > 1`` to skip biases) selects which leaves are decayed.
+    ``inplace_state`` is accepted for symmetry with the others; SGD keeps no buffers.
     """
 
     def rule(p, g, slots, eta, t):
@@ -362,7 +364,7 @@ def sgd(
 
     return Optimizer(
         "sgd", lr, {}, (), rule,
-        **_common(weight_decay, decoupled_weight_decay, weight_decay_mask, False),
+        **_common(weight_decay, decoupled_weight_decay, weight_decay_mask, inplace_state),
     )
 
 

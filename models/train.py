@@ -26,7 +26,7 @@ import tinygraph as tg
 from models import data as datasets
 from models import missing_extra, network, optim
 from models.augment import random_affine
-from models.init import init_params
+from models.init import INIT_METHODS, init_params
 from models.render import draw
 from models.report import write_reports
 
@@ -92,7 +92,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--hidden", type=_widths, help="hidden widths, e.g. 64 or 128,64")
     parser.add_argument("--activation", choices=sorted(network.ACTIVATIONS))
-    parser.add_argument("--init", choices=["normal", "xavier", "he"])
+    parser.add_argument("--init", choices=INIT_METHODS)
     parser.add_argument("--init-scale", type=float, help="std of the 'normal' init")
     parser.add_argument("--augment", choices=["none", "affine"])
     parser.add_argument("--val-fraction", type=float)
@@ -175,8 +175,9 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optim.Optimizer:
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
     schedule = (optim.cosine(config.lr, total_steps=total, warmup_steps=warmup)
                 if config.schedule == "cosine" else optim.constant(config.lr))
+    # The old state is never reused, so the moment buffers may be updated in place.
     return optim.get_optimizer(config.optimizer, lr=schedule, weight_decay=config.weight_decay,
-                               weight_decay_mask=lambda path, p: p.ndim > 1)
+                               weight_decay_mask=lambda path, p: p.ndim > 1, inplace_state=True)
 
 
 def new_out_dir(config: Config) -> Path:

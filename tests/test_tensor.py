@@ -77,3 +77,11 @@ def test_keep_freed_memory_reports_whether_it_applied():
     import sys
 
     assert tg.keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_array_conversion_without_copy_follows_numpy_2():
+    t = tg.Tensor(np.ones(3, np.float32))
+    assert np.asarray(t, copy=False) is t.data
+    with pytest.raises(ValueError, match="cannot become float64 without a copy"):
+        np.asarray(t, dtype=np.float64, copy=False)
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64

@@ -142,3 +142,26 @@ def test_integer_labels_are_inputs_not_constants():
     step(params, x, y)
     other = (y + 1) % 10
     assert step(params, x, other)[0] == tg.value_and_grad(network.loss)(params, x, other)[0]
+
+
+def test_numbers_in_differentiated_arguments_are_inputs_like_in_grad():
+    g = tg.grad(lambda w, s: tg.sum(w * s), argnums=(0, 1))
+    for scale in (np.float32(2), 2, 2.0):
+        _, eager = g(np.ones(3), scale)
+        _, traced = tg.trace(g)(np.ones(3), scale)
+        assert traced == eager == 3.0
+
+
+def test_a_wrapper_of_a_transform_is_traced_as_itself():
+    import functools
+
+    inner = tg.grad(lambda w: tg.sum(w * w))
+
+    @functools.wraps(inner)
+    def zeroed(w):
+        return inner(w) * 0
+
+    # Traced as the function it is (one calling a transform, which tracing refuses), never
+    # silently replaced by the bare transform that functools.wraps copied the name of.
+    with pytest.raises(NotImplementedError, match="transform inside another"):
+        tg.trace(zeroed)(np.ones(2))

@@ -9,6 +9,7 @@ drops a node's cotangent as soon as its rule has run.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -115,7 +116,7 @@ def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
         else:
             needed = [isinstance(x, Tensor) and needs(x) for x in inputs]
         results = prim.cotangents(grad_out, node.data, values, node._params, needed)
-        contributions = []
+        contributions = [] if observe is not None else None
         for position, (parent, need, cotangent) in enumerate(zip(inputs, needed, results)):
             if not need or cotangent is None:
                 continue
@@ -126,7 +127,7 @@ def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
             key = id(parent)
             previous = cotangents.get(key)
             cotangents[key] = cotangent if previous is None else previous + cotangent
-            if observe is not None:
+            if contributions is not None:
                 contributions.append((position, parent, previous is None))
         if observe is not None:
             observe(node, needed, contributions)
@@ -170,6 +171,11 @@ def backward(tensor: Tensor, grad: Any = None, retain_grads: bool = False) -> No
 # ---------------------------------------------------------------------------------------------
 # Functional transforms
 # ---------------------------------------------------------------------------------------------
+
+# What each function made by grad / value_and_grad is: (kind, f, argnums). Kept here rather than
+# as an attribute, which functools.wraps would copy onto an unrelated wrapper.
+TRANSFORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def _argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[int, ...]:
     numbers = (argnums,) if isinstance(argnums, int) else tuple(argnums)
@@ -254,7 +260,7 @@ def value_and_grad(f: Callable[..., Any],
             grads.append(unflatten(treedef, leaf_grads))
         return value, grads[0] if isinstance(argnums, int) else tuple(grads)
 
-    value_and_grad_f.transform = ("value_and_grad", f, argnums)  # for tg.trace
+    TRANSFORMS[value_and_grad_f] = ("value_and_grad", f, argnums)  # for tg.trace
     return value_and_grad_f
 
 
@@ -266,5 +272,5 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[
     def grad_f(*args: Any, **kwargs: Any) -> Any:
         return value_and_grad_f(*args, **kwargs)[1]
 
-    grad_f.transform = ("grad", f, argnums)  # for tg.trace
+    TRANSFORMS[grad_f] = ("grad", f, argnums)  # for tg.trace
     return grad_f

@@ -120,7 +120,12 @@ class Tensor:
         refuse_while_tracing("converting a Tensor to a NumPy array")
         if copy:
             return np.array(self.data, dtype=dtype, copy=True)
-        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+        if dtype is None or np.dtype(dtype) == self.data.dtype:
+            return self.data
+        if copy is False:  # NumPy 2's contract: say so when a copy cannot be avoided
+            raise ValueError(f"a Tensor of {self.data.dtype} cannot become {np.dtype(dtype)} "
+                             "without a copy")
+        return self.data.astype(dtype)
 
     def __bool__(self) -> bool:
         """The truth of a one-element tensor (NumPy's rule: larger ones are ambiguous)."""

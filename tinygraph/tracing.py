@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.autodiff import fit_cotangent, reverse_pass, toposort
+from tinygraph.autodiff import TRANSFORMS, _argnums, fit_cotangent, reverse_pass, toposort
 from tinygraph.primitive import Primitive
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import STATE, TraceError, enable_grad
@@ -36,9 +36,17 @@ def _is_array(leaf: Any) -> bool:
 
 
 def _signature(leaf: Any, differentiated: bool) -> tuple:
-    """What a call must match to replay a trace: shape and dtype of arrays, value otherwise."""
-    if differentiated and isinstance(leaf, float):
-        return ("array", (), np.dtype(np.float64).str)
+    """What a call must match to replay a trace: shape and dtype of arrays, value otherwise.
+
+    Every leaf of a differentiated argument is an array (numbers become float64, as in
+    ``tg.grad``); elsewhere only arrays and Tensors are, and other values are static.
+    """
+    if differentiated and not _is_array(leaf):
+        try:
+            data = as_float_array(leaf)
+        except (TypeError, ValueError):
+            return ("static", type(leaf).__name__, repr(leaf))  # _build says what is wrong
+        return ("array", data.shape, data.dtype.str)
     if _is_array(leaf):
         data = leaf.data if isinstance(leaf, Tensor) else leaf
         return ("array", data.shape, data.dtype.str)
@@ -161,7 +169,7 @@ class Traced:
     """A traced function: call it like the original."""
 
     def __init__(self, fn: Callable[..., Any], retrace: bool = True, max_traces: int = 8) -> None:
-        transform = getattr(fn, "transform", None)
+        transform = TRANSFORMS.get(fn)
         if transform is not None:
             self.kind, self.function, self.argnums = transform
         else:
@@ -201,11 +209,10 @@ class Traced:
     def _differentiated(self, count: int) -> tuple[int, ...]:
         if self.kind == "forward":
             return ()
-        raw = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
-        if any(not -count <= n < count for n in raw):
-            raise TraceError(f"trace({self.name}): argnums {self.argnums!r} does not fit "
-                             f"{count} argument(s)")
-        return tuple(n % count for n in raw)
+        try:
+            return _argnums(self.argnums, count, f"trace({self.name})")
+        except ValueError as exc:
+            raise TraceError(str(exc)) from None
 
     def _mismatch(self, key: tuple, paths: list[str]) -> str:
         (old_tree, old), (new_tree, new) = next(iter(self.plans)), key
@@ -230,13 +237,19 @@ class Traced:
         slot_of: dict[int, int] = {}
         differentiated: set[int] = set()
         for position, leaf in enumerate(leaves):
-            if not _is_array(leaf) and not (owner[position] in numbers and isinstance(leaf, float)):
+            to_float = owner[position] in numbers
+            if not _is_array(leaf) and not to_float:
                 tensors.append(leaf)  # a static argument, reaches f unchanged
                 continue
-            data = leaf.data if isinstance(leaf, Tensor) else np.asarray(leaf)
-            to_float = owner[position] in numbers
+            data = leaf.data if isinstance(leaf, Tensor) else leaf
             if to_float:
-                data = as_float_array(data)
+                try:
+                    data = as_float_array(data)
+                except (TypeError, ValueError):
+                    raise TraceError(f"trace({self.name}): argument {owner[position]} holds a "
+                                     f"{type(leaf).__name__}, not an array or number") from None
+            else:
+                data = np.asarray(data)
             tensor = Tensor.node(data, requires_grad=True)  # every array is recorded, ints too
             tensors.append(tensor)
             slot = plan.slot()

@@ -313,7 +313,7 @@ def to_dot_backward(output: Tensor, *, max_nodes: int = 2000, rankdir: str = "BT
     "vjp of op" that takes the gradient of the op's output and sends one cotangent to the
     gradient of each input that requires grad. A gradient fed by several rules is their sum (Σ).
     """
-    tensors = [t for t in walk(output) if t.requires_grad]
+    tensors = toposort(output)  # the nodes that require grad: those the reverse pass visits
     drawing = _Drawing()
     keys = {id(t): f"g{number}" for number, t in enumerate(reversed(tensors))}
     fan_in: dict[int, int] = {}
