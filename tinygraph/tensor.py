@@ -60,31 +60,29 @@ class Tensor:
     _retain: bool
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
-        self.data = as_float_array(data)
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self._fill(as_float_array(data), bool(requires_grad), None, (), {})
         self.name = name
-        self._prim = None
-        self._inputs = ()
-        self._params = {}
-        self._scope = STATE.scope
-        self._retain = False
 
     @classmethod
     def node(cls, data: np.ndarray, requires_grad: bool = False, prim: Primitive | None = None,
              inputs: tuple = (), params: dict | None = None) -> Tensor:
         """A Tensor around an array as it is (no dtype rules, no copy): for ops and tracing."""
         tensor = cls.__new__(cls)
-        tensor.data = data
-        tensor.grad = None
-        tensor.requires_grad = requires_grad
-        tensor.name = None
-        tensor._prim = prim
-        tensor._inputs = inputs
-        tensor._params = {} if params is None else params
-        tensor._scope = STATE.scope
-        tensor._retain = False
+        tensor._fill(data, requires_grad, prim, inputs, {} if params is None else params)
         return tensor
+
+    def _fill(self, data: np.ndarray, requires_grad: bool, prim: Primitive | None,
+              inputs: tuple, params: dict) -> None:
+        """Set every slot: the one place that knows them all."""
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+        self.name = None
+        self._prim = prim
+        self._inputs = inputs
+        self._params = params
+        self._scope = STATE.scope
+        self._retain = False
 
     # -- array-like attributes ------------------------------------------------------------
     @property
