@@ -18,6 +18,7 @@ import numpy as np
 
 from models import data as datasets
 from models import missing_extra, network
+from models.cli import one_line_errors
 
 
 def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := missing_extra():
         print(problem, file=sys.stderr)
         return 2
-    try:
+    def predict_all() -> tuple:
         params, config = load_params(args.params)
         images, labels, names, kind = read_inputs(args.data)
         features = datasets.to_features(images, params["W1"].dtype)
@@ -84,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 handle.writelines(f"{n},{p}\n" for n, p in zip(names, predictions))
         else:
             datasets.write_submission(args.out, predictions)
-    except datasets.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return predictions, labels, names, kind
+
+    result = one_line_errors(predict_all, args.out)
+    if result is None:
         return 2
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    predictions, labels, names, kind = result
     print(f"wrote {len(predictions)} predictions to {args.out}")
     if labels is not None:
         print(f"accuracy {np.mean(predictions == labels):.4f} on {len(labels)} labelled images")

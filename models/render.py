@@ -17,6 +17,7 @@ import numpy as np
 import tinygraph as tg
 from models import data as datasets
 from models import missing_extra, network
+from models.cli import one_line_errors
 from models.init import init_params
 
 
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot draw {args.out}: use a .svg, .png or .pdf name, or --format",
               file=sys.stderr)
         return 2
-    try:
+    def draw_network() -> Path:
         if args.params is not None:
             from models.predict import load_params
 
@@ -64,13 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             params, activation = init_params((784, 64, 10), method="xavier"), "sigmoid"
         sample = datasets.load("sample")
         images = datasets.to_features(sample.test_images[:args.batch], params["W1"].dtype)
-        written = draw(params, images, sample.test_labels[:args.batch], args.out, activation,
-                       fmt, collapse=args.collapse, backward=args.backward)
-    except datasets.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return draw(params, images, sample.test_labels[:args.batch], args.out, activation,
+                    fmt, collapse=args.collapse, backward=args.backward)
+
+    written = one_line_errors(draw_network, args.out)
+    if written is None:
         return 2
     print(f"wrote {written}")
     return 0
