@@ -111,18 +111,17 @@ def test_what_cannot_be_traced_is_refused():
     cases = {
         "Tensor.item()": lambda x: x.sum() * x.sum().item(),
         "converting a Tensor to a NumPy array": lambda x: tg.sum(x * np.asarray(x)),
-        "comparing a Tensor": lambda x: tg.sum(x) if (x > 0).all() else tg.sum(-x),
+        "the truth value of a Tensor": lambda x: tg.sum(x) if x[0] > 0 else tg.sum(-x),
     }
     for message, f in cases.items():
         with pytest.raises(tg.TraceError, match=message):
             tg.trace(tg.grad(f))(x)
-    with pytest.raises(tg.TraceError, match="must return a one-element Tensor, got Tensor of "
-                                            r"shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"must return a one-element Tensor, got shape \(2,\)"):
         tg.trace(tg.grad(lambda x: x * 2))(x)
     with pytest.raises(tg.TraceError, match="returned float"):
         tg.trace(lambda x: 3.0)(x)
     assert not tg.state.STATE.tracing  # a failed trace leaves no state behind
-    assert (tg.Tensor(x) > 0).tolist() == [True, False]
+    assert (tg.Tensor(x) > 0).data.tolist() == [True, False]
 
 
 def test_python_control_flow_is_recorded_as_taken():
@@ -161,7 +160,6 @@ def test_a_wrapper_of_a_transform_is_traced_as_itself():
     def zeroed(w):
         return inner(w) * 0
 
-    # Traced as the function it is (one calling a transform, which tracing refuses), never
-    # silently replaced by the bare transform that functools.wraps copied the name of.
-    with pytest.raises(NotImplementedError, match="transform inside another"):
-        tg.trace(zeroed)(np.ones(2))
+    # Traced as the function it is (one calling a transform), never silently replaced by the
+    # bare transform that functools.wraps copied the name of.
+    assert np.array_equal(tg.trace(zeroed)(np.ones(2)), [0.0, 0.0])

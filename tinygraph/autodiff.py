@@ -1,35 +1,47 @@
-"""Reverse-mode differentiation: topological order, the reverse pass, and the grad transforms.
+"""Reverse-mode differentiation: topological order, the reverse pass, ``Tensor.backward``.
 
 The pass knows no op by name. It walks the graph in reverse topological order, sums the
 cotangents arriving at each node from all its consumers, calls the node's rule once, sums each
 input's cotangent back to that input's shape (undoing broadcasting, here and nowhere else), and
 drops a node's cotangent as soon as its rule has run.
+
+It runs in one of two modes, with the same rules:
+
+- on arrays (``create_graph=False``): the fast first-order pass; cotangents are NumPy arrays;
+- recorded (``create_graph=True``): rules are called on the Tensors of the graph, so every
+  cotangent is a Tensor made of recorded ops, which can be differentiated again (grad of grad,
+  ``backward(create_graph=True)``) or replayed (a traced training step). Each recorded pass runs
+  in its own scope, ``grad pass N``, so that drawings show it as one box.
+
+The functional transforms built on it (grad, vjp, jvp, hessian, ...) are in ``transforms.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import weakref
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from tinygraph import ops
 from tinygraph.primitive import Primitive, check_finite
-from tinygraph.pytree import flatten, unflatten
-from tinygraph.state import STATE, enable_grad
+from tinygraph.state import STATE, connected, enable_grad, scope
 from tinygraph.tensor import Tensor, as_float_array
 
 
-def toposort(root: Tensor, every: bool = False) -> list[Tensor]:
-    """Every node ``root`` depends on through inputs that require grad, inputs first.
+def toposort(root: Tensor | Iterable[Tensor], every: bool = False,
+             stop: set[int] | None = None) -> list[Tensor]:
+    """Every node the root(s) depend on through inputs that require grad, inputs first.
 
-    With ``every=True`` constant Tensors are followed too (for drawing). Iterative depth-first
-    search with an explicit stack: graph depth is limited by memory only.
+    With ``every=True`` inputs that do not require grad are followed too (for drawing and
+    tracing). Nodes whose id is in ``stop`` are listed but not looked through (a nested
+    transform's variables). Iterative depth-first search with an explicit stack: graph depth is
+    limited by memory only.
     """
+    roots = [root] if isinstance(root, Tensor) else list(root)
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
         node, finished = stack.pop()
         if finished:
@@ -39,6 +51,8 @@ def toposort(root: Tensor, every: bool = False) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))
+        if stop is not None and id(node) in stop:
+            continue
         for parent in node._inputs:
             if (isinstance(parent, Tensor) and (every or parent.requires_grad)
                     and id(parent) not in visited):
@@ -46,231 +60,158 @@ def toposort(root: Tensor, every: bool = False) -> list[Tensor]:
     return order
 
 
-def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def unbroadcast(cotangent: Any, shape: tuple[int, ...]) -> Any:
     """Sum ``cotangent`` over the axes that broadcasting added or stretched, down to ``shape``."""
-    extra = cotangent.ndim - len(shape)
-    if extra < 0 or any(c != s and s != 1 for c, s in zip(cotangent.shape[extra:], shape)):
-        raise ValueError(f"a cotangent of shape {cotangent.shape} cannot reduce to {shape}")
-    stretched = tuple(extra + i for i, side in enumerate(shape)
-                      if side == 1 and cotangent.shape[extra + i] != 1)
-    axes = tuple(range(extra)) + stretched
-    if axes:
-        cotangent = cotangent.sum(axis=axes, keepdims=True)
-    return cotangent.reshape(shape) if extra else cotangent
+    return ops.unbroadcast(cotangent, shape=tuple(shape))
 
 
 def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim: Primitive,
-                  position: int) -> np.ndarray:
-    """Bring a rule's cotangent to the input's shape and dtype, or say which rule is wrong."""
-    if type(cotangent) is not np.ndarray:
+                  position: int) -> Any:
+    """Bring a rule's cotangent to the input's shape and dtype, or say which rule is wrong.
+
+    Arrays stay arrays (NumPy directly: this is the hot path); Tensors go through the
+    ``broadcast_to``, ``unbroadcast`` and ``cast`` ops, so that the fitting is recorded too.
+    """
+    graph = isinstance(cotangent, Tensor)
+    if not graph and type(cotangent) is not np.ndarray:
         cotangent = np.asarray(cotangent)
     if cotangent.shape != shape:
         if cotangent.ndim == 0:  # a scalar cotangent for every element
-            cotangent = np.broadcast_to(cotangent, shape)
+            cotangent = (ops.broadcast_to(cotangent, shape=shape) if graph
+                         else np.broadcast_to(cotangent, shape))
         else:
             try:
-                cotangent = unbroadcast(cotangent, shape)
+                cotangent = (ops.unbroadcast(cotangent, shape=shape) if graph
+                             else ops.unbroadcast.forward(cotangent, shape))
             except ValueError:
                 raise ValueError(
                     f"{prim.name}: the backward rule returned a cotangent of shape "
                     f"{cotangent.shape} for input {position}, which has shape {shape}"
                 ) from None
     if cotangent.dtype != dtype:
-        cotangent = cotangent.astype(dtype)
+        cotangent = ops.cast(cotangent, dtype=dtype) if graph else cotangent.astype(dtype)
     return cotangent
 
 
-Observer = Callable[[Tensor, list, list], None]
+def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | None = None,
+                 create_graph: bool = False, retain_grads: bool = False,
+                 write_retained: bool = True) -> dict[int, tuple[Tensor, Any]]:
+    """Propagate ``seeds`` from ``roots``; return {id(node): (node, cotangent)} at the ends.
 
-
-def reverse_pass(root: Tensor, seed: np.ndarray, retain_grads: bool = False,
-                 write_retained: bool = True, needs: Callable[[Tensor], bool] | None = None,
-                 observe: Observer | None = None) -> dict[int, tuple[Tensor, np.ndarray]]:
-    """Propagate ``seed`` from ``root`` to the leaves; return {id(leaf): (leaf, cotangent)}.
-
+    The ends are the leaves reached, or, when ``targets`` (ids of nodes) is given, those nodes:
+    the pass stops there, and visits only nodes between the roots and the targets (a nested
+    transform differentiates with respect to its own variables, which sit inside the graph of
+    an enclosing one). ``create_graph`` records the pass (see the module documentation).
     Non-leaf nodes store their gradient in ``.grad`` when they asked (``retain_grad()``), or all
     of them with ``retain_grads``; ``write_retained=False`` (the functional transforms) stores
-    none. ``needs(tensor)`` says which inputs want a cotangent (default: ``requires_grad``);
-    ``observe(node, needed, contributions)`` is told of every rule applied, each contribution
-    ``(position, parent, first)`` (``first``: the parent's first cotangent): ``tg.trace``
-    records the pass this way.
+    none.
     """
-    order = toposort(root)
-    cotangents: dict[int, np.ndarray] = {id(root): seed}
-    leaves: dict[int, tuple[Tensor, np.ndarray]] = {}
+    if create_graph:
+        STATE.graph_passes += 1
+        with enable_grad(), scope(f"grad pass {STATE.graph_passes}"):
+            return _pass(roots, seeds, targets, True, retain_grads, write_retained)
+    return _pass(roots, seeds, targets, False, retain_grads, write_retained)
+
+
+def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, create_graph: bool,
+          retain_grads: bool, write_retained: bool) -> dict[int, tuple[Tensor, Any]]:
+    order = toposort(roots, stop=targets)
+    wanted = None
+    if targets is not None:  # the nodes that depend on a target, targets included
+        wanted = set(targets)
+        for node in order:
+            if id(node) not in wanted and any(
+                    isinstance(x, Tensor) and id(x) in wanted for x in node._inputs):
+                wanted.add(id(node))
+    cotangents: dict[int, Any] = {}
+    for root, seed in zip(roots, seeds):
+        previous = cotangents.get(id(root))
+        cotangents[id(root)] = seed if previous is None else previous + seed
+    ends: dict[int, tuple[Tensor, Any]] = {}
     anomaly = STATE.anomaly
     for node in reversed(order):
         grad_out = cotangents.pop(id(node), None)
         if grad_out is None:
             continue
         prim = node._prim
-        if prim is None:
-            leaves[id(node)] = (node, grad_out)
+        if prim is None or (targets is not None and id(node) in targets):
+            if targets is None or id(node) in targets:
+                ends[id(node)] = (node, grad_out)
             continue
         if write_retained and (retain_grads or node._retain):
             accumulate_grad(node, grad_out)
         inputs = node._inputs
-        values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
-        if needs is None:
+        if wanted is None:
             needed = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
         else:
-            needed = [isinstance(x, Tensor) and needs(x) for x in inputs]
-        results = prim.cotangents(grad_out, node.data, values, node._params, needed)
-        contributions = [] if observe is not None else None
+            needed = [isinstance(x, Tensor) and id(x) in wanted for x in inputs]
+        if not any(needed):
+            continue
+        if create_graph:
+            results = prim.graph_cotangents(grad_out, node, inputs, node._params, needed)
+        else:
+            values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+            results = prim.cotangents(grad_out, node.data, values, node._params, needed)
         for position, (parent, need, cotangent) in enumerate(zip(inputs, needed, results)):
             if not need or cotangent is None:
                 continue
             data = parent.data
             cotangent = fit_cotangent(cotangent, data.shape, data.dtype, prim, position)
             if anomaly:
-                check_finite(prim, cotangent, [grad_out], "backward rule", node.name)
+                check_finite(prim, cotangent.data if create_graph else cotangent, [grad_out],
+                             "backward rule", node.name)
             key = id(parent)
             previous = cotangents.get(key)
             cotangents[key] = cotangent if previous is None else previous + cotangent
-            if contributions is not None:
-                contributions.append((position, parent, previous is None))
-        if observe is not None:
-            observe(node, needed, contributions)
-    return leaves
+    return ends
 
 
-def accumulate_grad(node: Tensor, cotangent: np.ndarray) -> None:
-    """``node.grad += cotangent``; the first gradient is a fresh array the node owns."""
-    if node.grad is None:
+def accumulate_grad(node: Tensor, cotangent: Any) -> None:
+    """``node.grad += cotangent``; the first gradient is a fresh array the node owns.
+
+    A recorded cotangent (a Tensor) is kept as it is, and added to out of place, so that its
+    graph stays intact for a later derivative.
+    """
+    if isinstance(cotangent, Tensor) or isinstance(node.grad, Tensor):
+        node.grad = cotangent if node.grad is None else node.grad + cotangent
+    elif node.grad is None:
         node.grad = np.array(cotangent, dtype=node.data.dtype, copy=True)
     else:
         node.grad += cotangent
 
 
-def _seed(tensor: Tensor, grad: Any) -> np.ndarray:
+def seed_for(tensor: Tensor, grad: Any, where: str = "backward") -> np.ndarray:
+    """The cotangent to start a pass from ``tensor`` with: ``grad``, or 1 for one element."""
     if grad is None:
         if tensor.size != 1:
             raise ValueError(
-                f"backward: the output has shape {tensor.shape}; pass grad= of that shape "
+                f"{where}: the output has shape {tensor.shape}; pass grad= of that shape "
                 "(the seed 1 is implicit only for a one-element tensor)"
             )
         return np.ones_like(tensor.data)
-    seed = as_float_array(grad)
+    seed = grad.data if isinstance(grad, Tensor) else as_float_array(grad)
     if seed.shape != tensor.shape:
-        raise ValueError(f"backward: grad has shape {seed.shape}, the output {tensor.shape}")
+        raise ValueError(f"{where}: grad has shape {seed.shape}, the output {tensor.shape}")
     return seed.astype(tensor.dtype, copy=False)
 
 
-def backward(tensor: Tensor, grad: Any = None, retain_grads: bool = False) -> None:
-    """Add d(tensor)/d(leaf) . grad into ``.grad`` of every leaf that requires grad."""
+def backward(tensor: Tensor, grad: Any = None, retain_grads: bool = False,
+             create_graph: bool = False) -> None:
+    """Add d(tensor)/d(leaf) . grad into ``.grad`` of every leaf that requires grad.
+
+    With ``create_graph`` (always, inside a transform) the pass is recorded and every ``.grad``
+    it writes is a Tensor that can be differentiated again.
+    """
     if not tensor.requires_grad:
         raise RuntimeError(
             "backward: this tensor does not depend on any tensor with requires_grad=True "
             "(or it was made under no_grad), so there is nothing to differentiate"
         )
-    seed = _seed(tensor, grad)
-    for leaf, cotangent in reverse_pass(tensor, seed, retain_grads).values():
-        accumulate_grad(leaf, cotangent)
-
-
-# ---------------------------------------------------------------------------------------------
-# Functional transforms
-# ---------------------------------------------------------------------------------------------
-
-# What each function made by grad / value_and_grad is: (kind, f, argnums). Kept here rather than
-# as an attribute, which functools.wraps would copy onto an unrelated wrapper.
-TRANSFORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[int, ...]:
-    numbers = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    for number in numbers:
-        if not isinstance(number, int) or not -count <= number < count:
-            raise ValueError(f"{where}: argnums {argnums!r} does not fit {count} argument(s)")
-    return tuple(n % count for n in numbers)
-
-
-def _leaf_tensor(leaf: Any, where: str, number: int, path: str) -> Tensor:
-    try:
-        data = leaf.data if isinstance(leaf, Tensor) else as_float_array(leaf)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{where}: argument {number}{path} is a {type(leaf).__name__}, not an array or number"
-        ) from None
-    return Tensor(data, requires_grad=True)
-
-
-def _scalar_output(out: Any, where: str) -> np.ndarray:
-    if not isinstance(out, Tensor):
-        shape = f" of shape {np.shape(out)}" if isinstance(out, np.ndarray) else ""
-        raise TypeError(
-            f"{where}: the function must return a one-element Tensor, got "
-            f"{type(out).__name__}{shape} (did it use the differentiated arguments?)"
-        )
-    if out.size != 1:
-        raise ValueError(
-            f"{where}: the function must return a one-element Tensor, got shape {out.shape}"
-        )
-    return out.data.reshape(())
-
-
-def value_and_grad(f: Callable[..., Any],
-                   argnums: int | tuple[int, ...] = 0) -> Callable[..., tuple[np.ndarray, Any]]:
-    """``f``'s value (a 0-d array) and its gradient w.r.t. the arguments ``argnums``.
-
-    Arguments may be arrays, Tensors, numbers or pytrees of them; each gradient has its
-    argument's structure (a tuple of them when ``argnums`` is a tuple). Other arguments reach
-    ``f`` unchanged. No Tensor's ``.grad`` is touched.
-    """
-    where = f"value_and_grad({getattr(f, '__name__', 'f')})"
-
-    @functools.wraps(f)
-    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[np.ndarray, Any]:
-        if STATE.transform_depth:
-            raise NotImplementedError(
-                f"{where}: a gradient transform inside another one (grad of grad) is not "
-                "supported yet: the backward rules run on arrays, so the result would be wrong"
-            )
-        numbers = _argnums(argnums, len(args), where)
-        args_list = list(args)
-        wrapped = []
-        for number in numbers:
-            leaves, treedef, paths = flatten(args[number])
-            tensors = [_leaf_tensor(leaf, where, number, path)
-                       for leaf, path in zip(leaves, paths)]
-            args_list[number] = unflatten(treedef, tensors)
-            wrapped.append((treedef, tensors))
-        STATE.transform_depth += 1
-        try:
-            with enable_grad():
-                out = f(*args_list, **kwargs)
-        finally:
-            STATE.transform_depth -= 1
-        value = _scalar_output(out, where)
-        found = {}
-        if out.requires_grad:
-            found = reverse_pass(out, np.ones_like(out.data), write_retained=False)
-        handed_out: set[int] = set()
-        grads = []
-        for treedef, tensors in wrapped:
-            leaf_grads = []
-            for tensor in tensors:
-                entry = found.get(id(tensor))
-                cotangent = np.zeros_like(tensor.data) if entry is None else entry[1]
-                # Hand out arrays the caller owns: no read-only broadcast views, no shared arrays.
-                if not cotangent.flags.writeable or id(cotangent) in handed_out:
-                    cotangent = cotangent.copy()
-                handed_out.add(id(cotangent))
-                leaf_grads.append(cotangent)
-            grads.append(unflatten(treedef, leaf_grads))
-        return value, grads[0] if isinstance(argnums, int) else tuple(grads)
-
-    TRANSFORMS[value_and_grad_f] = ("value_and_grad", f, argnums)  # for tg.trace
-    return value_and_grad_f
-
-
-def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
-    """The gradient of ``f`` w.r.t. the arguments ``argnums`` (see :func:`value_and_grad`)."""
-    value_and_grad_f = value_and_grad(f, argnums)
-
-    @functools.wraps(f)
-    def grad_f(*args: Any, **kwargs: Any) -> Any:
-        return value_and_grad_f(*args, **kwargs)[1]
-
-    TRANSFORMS[grad_f] = ("grad", f, argnums)  # for tg.trace
-    return grad_f
+    record = create_graph or connected()
+    seed: Any = seed_for(tensor, grad)
+    if record:
+        seed = grad if isinstance(grad, Tensor) else Tensor.node(seed)
+    ends = reverse_pass([tensor], [seed], create_graph=record, retain_grads=retain_grads)
+    for leaf, cotangent in ends.values():
+        if leaf.requires_grad:
+            accumulate_grad(leaf, cotangent)

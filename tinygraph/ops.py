@@ -1,10 +1,16 @@
 """Every built-in primitive: forward, backward rule (VJP) and valid sample inputs, one block each.
 
 Rules receive ``grad_out`` (the cotangent of the output), ``out`` (the forward result), the inputs
-and the op's parameters, and return one cotangent per input. A cotangent may have the broadcast
-shape of the output: the reverse pass sums it back to the input's shape, in one place. Rules are
-written with operators and methods a Tensor also has wherever NumPy allows, so that a later
-higher-order pass can run them on Tensors.
+and the op's parameters, and return one cotangent per input (``None`` where an input has none); a
+rule given per input returns its input's cotangent alone. A cotangent may have the broadcast
+shape of the output: the reverse pass sums it back to the input's shape, in one place.
+
+Every rule is written in tinygraph ops (``where``, ``greater``, ``matmul``, ...) and operators that
+arrays and Tensors share, never in NumPy calls on its inputs: on arrays (first order) it runs as
+fast NumPy, on Tensors (a recorded pass) it is recorded, so each rule is differentiable again to
+any order. Masks (``greater(x, 0)``) are non-differentiable ops: constants to the derivative, yet
+recorded in a trace so a replay recomputes them. Shape arithmetic (``np.shape``, ``np.ndim``) is
+free to use: shapes are fixed for a node.
 """
 
 from __future__ import annotations
@@ -15,12 +21,8 @@ import numpy as np
 
 from tinygraph.primitive import describe, primitive
 from tinygraph.sampling import Draw, array, axis_for, distinct_array, elementwise
+from tinygraph.state import STATE
 from tinygraph.tensor import Tensor
-
-
-def _broadcast_explain(*inputs: Any) -> str:
-    shapes = " and ".join(describe(np.asarray(v)) for v in inputs)
-    return f"shapes {shapes} do not broadcast"
 
 
 def _normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
@@ -30,23 +32,129 @@ def _normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int,
     return tuple(int(a) % ndim if ndim else 0 for a in axes)
 
 
-def _with_kept_dims(value: Any, ndim: int, axis: Any, keepdims: bool) -> Any:
-    """Reinsert the reduced axes as size-1 dims, so a reduction's result broadcasts to its input."""
-    if keepdims or ndim == 0:
+def _with_kept_dims(value: Any, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Any:
+    """Reinsert the reduced axes as size-1 dims, so a reduction's result broadcasts to ``shape``."""
+    if keepdims or not shape:
         return value
-    if axis is None:
-        return value.reshape((1,) * ndim)
-    return np.expand_dims(value, _normalize_axes(axis, ndim))
+    axes = _normalize_axes(axis, len(shape))
+    return value.reshape(tuple(1 if i in axes else side for i, side in enumerate(shape)))
 
 
 # ---------------------------------------------------------------------------------------------
-# Elementwise arithmetic
+# What rules are made of: identity, casts, reductions to a shape, masks, selection
 # ---------------------------------------------------------------------------------------------
+
+@primitive(sample=elementwise(1))
+def identity(x):
+    """x itself (no copy). A nested transform's variables are identity nodes of the outer ones."""
+    return x
+
+
+identity.defvjp(lambda grad_out, out, x: grad_out)  # d x/dx = 1
+
+
+# Not registered: the registry's gradient checks compare with finite differences, and this op's
+# derivative is 0 by definition, not by the math (tests/test_autodiff.py checks it).
+@primitive(sample=elementwise(1), differentiable=False, register=False)
+def stop_gradient(x):
+    """x as a constant to every derivative (``Tensor.detach`` that a trace still replays)."""
+    return x
+
+
+def _cast_sample(draw: Draw) -> tuple[tuple, dict]:
+    # float64 only: the checks difference in float64, and a float32 round trip would be the
+    # rounding error, not the rule, that they measure
+    return (array(draw, draw.shape()),), {"dtype": np.dtype(np.float64)}
+
+
+@primitive(sample=_cast_sample, params=("dtype",))
+def cast(x, dtype):
+    """x converted to ``dtype`` (a no-op when it has it already)."""
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+cast.defvjp(lambda grad_out, out, x, dtype: cast(grad_out, np.result_type(x)))  # dx/dx = 1
+
+
+def _unbroadcast_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    extra = np.ndim(x) - len(shape)
+    x_shape = np.shape(x)
+    if extra < 0 or any(c != s and s != 1 for c, s in zip(x_shape[extra:], shape)):
+        raise ValueError(f"shape {x_shape} cannot be summed down to {tuple(shape)}")
+    stretched = tuple(extra + i for i, side in enumerate(shape)
+                      if side == 1 and x_shape[extra + i] != 1)
+    axes = tuple(range(extra)) + stretched
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    return x.reshape(shape) if extra else x
+
+
+def _unbroadcast_sample(draw: Draw) -> tuple[tuple, dict]:
+    small, large = draw.broadcastable_shapes(2)
+    return (array(draw, np.broadcast_shapes(small, large)),), {"shape": tuple(small)}
+
+
+@primitive(sample=_unbroadcast_sample, params=("shape",))
+def unbroadcast(x, shape):
+    """Sum x over the axes broadcasting added or stretched, down to ``shape`` (undo broadcasting).
+
+    The reverse pass applies it to every cotangent whose shape differs from its input's.
+    """
+    return _unbroadcast_forward(x, shape)
+
+
+unbroadcast.defvjp(lambda grad_out, out, x, shape: broadcast_to(grad_out, np.shape(x)))
+
+
+def _comparison(name: str, ufunc: np.ufunc, symbol: str) -> Any:
+    def forward(a, b):
+        return ufunc(a, b)
+
+    forward.__name__ = name
+    forward.__doc__ = f"a {symbol} b, elementwise (a boolean mask: derivative 0)."
+    sample = elementwise(2)  # uniform values: ties, where differences would flip it, never occur
+    return primitive(forward, name=name, sample=sample, explain=_broadcast_explain,
+                     forward_into=_ufunc_into(ufunc), differentiable=False)
+
 
 def _ufunc_into(ufunc: np.ufunc) -> Any:
     """``forward_into`` for an op that is one NumPy ufunc: the ufunc with ``out=``."""
     return lambda out, *inputs: ufunc(*inputs, out=out)
 
+
+def _broadcast_explain(*inputs: Any) -> str:
+    shapes = " and ".join(describe(np.asarray(v)) for v in inputs)
+    return f"shapes {shapes} do not broadcast"
+
+
+greater = _comparison("greater", np.greater, ">")
+greater_equal = _comparison("greater_equal", np.greater_equal, ">=")
+less = _comparison("less", np.less, "<")
+less_equal = _comparison("less_equal", np.less_equal, "<=")
+equal = _comparison("equal", np.equal, "==")
+not_equal = _comparison("not_equal", np.not_equal, "!=")
+
+
+def _where_sample(draw: Draw) -> tuple[tuple, dict]:
+    shape_c, shape_a, shape_b = draw.broadcastable_shapes(3)
+    condition = draw.rng().random(shape_c) < 0.5
+    return (np.asarray(condition), array(draw, shape_a), array(draw, shape_b)), {}
+
+
+@primitive(sample=_where_sample, explain=_broadcast_explain)
+def where(condition, a, b):
+    """a where ``condition`` holds, else b, broadcasting (``condition`` has no derivative)."""
+    return np.where(condition, a, b)
+
+
+where.defvjp(None,
+             lambda grad_out, out, condition, a, b: where(condition, grad_out, 0),  # 1 where chosen
+             lambda grad_out, out, condition, a, b: where(condition, 0, grad_out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise arithmetic
+# ---------------------------------------------------------------------------------------------
 
 @primitive(sample=elementwise(2), explain=_broadcast_explain, forward_into=_ufunc_into(np.add))
 def add(a, b):
@@ -111,8 +219,8 @@ def _power_sample(draw: Draw) -> tuple[tuple, dict]:
 
 def _power_exponent_vjp(grad_out, out, x, p):
     # d(x^p)/dp = x^p log x for x > 0 (taken as 0 elsewhere: there x^p is not smooth in p)
-    positive = np.greater(x, 0)
-    return grad_out * out * np.log(np.where(positive, x, 1)) * positive
+    positive = greater(x, 0)
+    return grad_out * out * log(where(positive, x, 1)) * positive
 
 
 @primitive(sample=_power_sample, explain=_broadcast_explain)
@@ -123,10 +231,12 @@ def power(x, p):
 
 def _power_base_vjp(grad_out, out, x, p):
     """d(x^p)/dx = p x^(p-1), taken as 0 where p = 0 (x^0 = 1 is constant, even at x = 0)."""
-    if np.ndim(p) == 0:
-        return grad_out * np.zeros_like(x) if p == 0 else grad_out * p * x ** (p - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** -1 where p = 0 is masked
-        return grad_out * np.where(np.equal(p, 0), 0, p * x ** (p - 1))
+    if not isinstance(p, Tensor) and np.ndim(p) == 0:  # a constant exponent, as in x ** 2
+        return grad_out * (0 * x) if p == 0 else grad_out * p * x ** (p - 1)
+    zero = equal(p, 0)
+    # x replaced by 1 where p = 0, so that no 0 ** -1 appears even in the unchosen branch
+    # (its inf would turn into NaN in the next derivative)
+    return grad_out * where(zero, 0, p * where(zero, 1, x) ** (p - 1))
 
 
 power.defvjp(_power_base_vjp, _power_exponent_vjp)
@@ -188,7 +298,7 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-relu.defvjp(lambda grad_out, out, x: (grad_out * np.greater(x, 0),))  # 1 where x > 0, else 0
+relu.defvjp(lambda grad_out, out, x: (grad_out * greater(x, 0),))  # 1 where x > 0, else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +320,7 @@ def reduce_sum(x, axis=None, keepdims=False):
 @reduce_sum.defvjp
 def sum_vjp(grad_out, out, x, axis=None, keepdims=False):
     """d(sum x)/dx = 1: the cotangent is spread back over the summed axes."""
-    return (np.broadcast_to(_with_kept_dims(grad_out, np.ndim(x), axis, keepdims), np.shape(x)),)
+    return (broadcast_to(_with_kept_dims(grad_out, np.shape(x), axis, keepdims), np.shape(x)),)
 
 
 @primitive(name="max", sample=lambda draw: _reduction_sample(draw, distinct=True))
@@ -222,10 +332,11 @@ def reduce_max(x, axis=None, keepdims=False):
 @reduce_max.defvjp
 def max_vjp(grad_out, out, x, axis=None, keepdims=False):
     """d(max x)/dx = 1 at the maximum; ties share the cotangent equally."""
-    ndim = np.ndim(x)
-    is_max = np.equal(x, _with_kept_dims(out, ndim, axis, keepdims))
-    ties = np.sum(is_max, axis=_normalize_axes(axis, ndim), keepdims=True, dtype=out.dtype)
-    return (_with_kept_dims(grad_out, ndim, axis, keepdims) * is_max / ties,)
+    shape = np.shape(x)
+    is_max = equal(x, _with_kept_dims(out, shape, axis, keepdims))
+    ties = reduce_sum(cast(is_max, out.dtype), axis=_normalize_axes(axis, len(shape)),
+                      keepdims=True)
+    return (_with_kept_dims(grad_out, shape, axis, keepdims) * is_max / ties,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +375,9 @@ def transpose(x, axes=None):
 @transpose.defvjp
 def transpose_vjp(grad_out, out, x, axes=None):
     """The cotangent goes back through the inverse permutation."""
-    inverse = None if axes is None else tuple(np.argsort(axes).tolist())
+    if axes is None:
+        return (grad_out.transpose(None),)
+    inverse = tuple(np.argsort(_normalize_axes(axes, np.ndim(x))).tolist())  # axes may be < 0
     return (grad_out.transpose(inverse),)
 
 
@@ -280,8 +393,7 @@ def broadcast_to(x, shape):
     return np.broadcast_to(x, shape)
 
 
-# The pass sums the cotangent back to x's shape.
-broadcast_to.defvjp(lambda grad_out, out, x, shape: (grad_out,))
+broadcast_to.defvjp(lambda grad_out, out, x, shape: unbroadcast(grad_out, np.shape(x)))
 
 
 def _is_basic_index(index: Any) -> bool:
@@ -374,32 +486,59 @@ def _matmul_explain(a: Any, b: Any) -> str:
     return f"{where}: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
 
 
-@primitive(sample=_matmul_sample, explain=_matmul_explain, forward_into=_ufunc_into(np.matmul))
+def _matmul_forward(a, b):
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
+        # np.dot goes to BLAS for thin shapes (the outer product of a batch-1 backward pass)
+        # where np.matmul may loop in C: 5x faster there, the same bits elsewhere
+        return np.dot(a, b)
+    return np.matmul(a, b)
+
+
+def _matmul_into(out, a, b):
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
+        return np.dot(a, b, out=out)
+    return np.matmul(a, b, out=out)
+
+
+@primitive(sample=_matmul_sample, explain=_matmul_explain, forward_into=_matmul_into)
 def matmul(a, b):
     """a @ b as np.matmul: 1-D, 2-D, or stacks of matrices with broadcast batch dims."""
-    return np.matmul(a, b)
+    return _matmul_forward(a, b)
+
+
+def _swap_last(x: Any) -> Any:
+    """x with its last two axes swapped (the matrix transpose of a stack)."""
+    axes = list(range(np.ndim(x)))
+    axes[-2:] = axes[-1], axes[-2]
+    return transpose(x, axes=tuple(axes))
+
+
+def _column(x: Any) -> Any:
+    """x[..., None]: a trailing axis of size 1."""
+    return x.reshape((*np.shape(x), 1))
 
 
 def _matmul_vjp_a(grad_out, out, a, b):
     """d(a @ b)/da: grad_out @ b^T, with 1-D operands promoted and squeezed as np.matmul does."""
     if np.ndim(b) == 1:
-        return grad_out * b if np.ndim(a) == 1 else grad_out[..., None] * b
+        return grad_out * b if np.ndim(a) == 1 else _column(grad_out) * b
     if np.ndim(a) == 1:
-        return (b @ grad_out[..., None])[..., 0]
-    if np.ndim(a) == np.ndim(b) == 2:
-        return np.dot(grad_out, b.T)  # np.dot goes to BLAS for thin shapes where @ may not
-    return grad_out @ b.swapaxes(-1, -2)
+        product = matmul(b, _column(grad_out))
+        return product.reshape(np.shape(product)[:-1])
+    return matmul(grad_out, _swap_last(b))
 
 
 def _matmul_vjp_b(grad_out, out, a, b):
     """d(a @ b)/db: a^T @ grad_out, with 1-D operands promoted and squeezed as np.matmul does."""
     if np.ndim(a) == 1:
-        return grad_out * a if np.ndim(b) == 1 else a[:, None] * grad_out[..., None, :]
+        if np.ndim(b) == 1:
+            return grad_out * a
+        row = grad_out.reshape((*np.shape(grad_out)[:-1], 1, np.shape(grad_out)[-1]))
+        return _column(a) * row
     if np.ndim(b) == 1:
-        return (a.swapaxes(-1, -2) @ grad_out[..., None])[..., 0]
-    if np.ndim(a) == np.ndim(b) == 2:
-        return np.dot(a.T, grad_out)  # an outer product at batch 1: np.dot is 5x faster there
-    return a.swapaxes(-1, -2) @ grad_out
+        product = matmul(_swap_last(a), _column(grad_out))
+        return product.reshape(np.shape(product)[:-1])
+    return matmul(_swap_last(a), grad_out)
 
 
 matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
@@ -428,7 +567,7 @@ def log_softmax(x, axis=-1):
 @log_softmax.defvjp
 def log_softmax_vjp(grad_out, out, x, axis=-1):
     """d/dx_j (x_i - lse(x)) = [i = j] - softmax_j: grad_out - softmax * sum(grad_out)."""
-    return (grad_out - np.exp(out) * grad_out.sum(axis=axis, keepdims=True),)
+    return (grad_out - exp(out) * grad_out.sum(axis=axis, keepdims=True),)
 
 
 def _class_ids(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -497,20 +636,19 @@ def softmax_cross_entropy(logits, labels):
 
 def _cross_entropy_vjp_logits(grad_out, out, logits, labels):
     """d loss/d logits = (softmax(logits) * sum(target) - target) / N (= softmax - target)."""
-    labels = np.asarray(labels)
-    count = logits.shape[0]
-    softmax = np.exp(_log_softmax(logits, axis=1))
-    if labels.ndim == 1:
-        softmax[np.arange(count), labels.astype(np.intp)] -= 1
-        return softmax * (grad_out / count)
-    return (softmax * labels.sum(axis=1, keepdims=True) - labels) * (grad_out / count)
+    count, classes = np.shape(logits)
+    softmax = exp(log_softmax(logits, axis=1))
+    if np.ndim(labels) == 1:  # class ids: the target is their one-hot mask
+        one_hot = equal(reshape(labels, (count, 1)), np.arange(classes))
+        return (softmax - one_hot) * (grad_out / count)
+    return (softmax * reduce_sum(labels, axis=1, keepdims=True) - labels) * (grad_out / count)
 
 
 def _cross_entropy_vjp_labels(grad_out, out, logits, labels):
     """d loss/d target = -log softmax(logits) / N; class ids have no derivative."""
     if np.ndim(labels) == 1:
         return None
-    return _log_softmax(logits, axis=1) * (-grad_out / logits.shape[0])
+    return log_softmax(logits, axis=1) * (-grad_out / np.shape(logits)[0])
 
 
 softmax_cross_entropy.defvjp(_cross_entropy_vjp_logits, _cross_entropy_vjp_labels)
@@ -542,6 +680,15 @@ def _plain_index(index: Any) -> Any:
     return index
 
 
+_plain_detach = Tensor.detach
+
+
+def _detach(self: Tensor) -> Tensor:
+    if STATE.tracing:  # a recorded constant: the replay recomputes it from the trace's inputs
+        return stop_gradient(self)
+    return _plain_detach(self)
+
+
 def _install_operators() -> None:
     from tinygraph import composites
 
@@ -561,6 +708,11 @@ def _install_operators() -> None:
         "__neg__": lambda self: neg(self),
         "__pos__": lambda self: self,
         "__getitem__": lambda self, index: getitem(self, index=_plain_index(index)),
+        "__lt__": lambda self, other: less(self, other),
+        "__le__": lambda self, other: less_equal(self, other),
+        "__gt__": lambda self, other: greater(self, other),
+        "__ge__": lambda self, other: greater_equal(self, other),
+        "detach": _detach,
         "T": property(lambda self: transpose(self)),
         "sum": lambda self, axis=None, keepdims=False: reduce_sum(self, axis=axis,
                                                                    keepdims=keepdims),

@@ -14,6 +14,14 @@ Calling a primitive on arrays and numbers only returns the forward result (an ar
 at least one Tensor it returns a Tensor, and records a node when an input requires grad and
 recording is on. Positional arguments are the op's inputs; keyword arguments are its parameters
 (axis, shape, ...), passed to the forward and to the rule unchanged.
+
+One rule body, two modes. The first-order reverse pass calls a rule on arrays (fast: the rule's
+``*`` and ``tg.exp`` are NumPy's). A recorded pass (a derivative of a derivative, a traced step,
+``backward(create_graph=True)``) calls the same rule on Tensors, so that what it computes is
+recorded and can be differentiated again. A rule written with tinygraph ops and Tensor operators
+serves both. A rule that calls NumPy on its inputs cannot run on Tensors; it still serves first
+order and traced steps (it is recorded as one opaque node), and differentiating through it raises
+:class:`~tinygraph.state.HigherOrderError` naming the op.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from tinygraph.sampling import SampleFn, default_sample
-from tinygraph.state import STATE
+from tinygraph.state import STATE, HigherOrderError
 from tinygraph.tensor import Tensor
 
 REGISTRY: dict[str, Primitive] = {}
+_NO_DERIVATIVE = "this op is a backward rule run on arrays; it has no derivative"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 Rule = Callable[..., Any]
@@ -66,13 +75,14 @@ class Primitive:
     """
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
-                 "explain", "arity", "param_names", "module", "__wrapped__", "__dict__")
+                 "explain", "arity", "param_names", "input_names", "module", "differentiable",
+                 "raw_rule", "_opaque", "__wrapped__", "__dict__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,
                  explain: Callable[..., str] | None = None,
                  forward_into: Callable[..., Any] | None = None,
-                 params: tuple[str, ...] = ()) -> None:
+                 params: tuple[str, ...] = (), differentiable: bool = True) -> None:
         self.forward = forward
         # Optional ``forward_into(out, *inputs, **params)``: the same result written into a
         # preallocated array (a traced step reuses its buffers); must equal forward bit for bit.
@@ -83,11 +93,17 @@ class Primitive:
         self.module = getattr(forward, "__module__", None) or "__main__"
         # Inputs are the leading positional parameters; the rest (those with defaults, and any
         # named in ``params``) are the op's parameters, accepted by position too: tg.sum(x, 0).
-        self.arity, self.param_names = _split_signature(forward, params)
+        self.arity, self.param_names, self.input_names = _split_signature(forward, params)
         self.sample = sample or default_sample(max(self.arity, 1))
         self.explain = explain
         self.joint_rule: Rule | None = None
         self.input_rules: tuple[Rule | None, ...] | None = None
+        # A non-differentiable op (comparisons, stop_gradient, ...) has derivative 0 almost
+        # everywhere: its result never requires grad, but a trace still records it.
+        self.differentiable = differentiable
+        # Set once the rule has failed on Tensors: it runs on arrays, recorded as one node.
+        self.raw_rule: str | None = None
+        self._opaque: dict[int, Primitive] = {}
 
     def defvjp(self, *rules: Rule | None) -> Rule | None:
         """Set the backward rule: one function for all inputs, or one function per input.
@@ -100,15 +116,20 @@ class Primitive:
             self.joint_rule, self.input_rules = rules[0], None
         else:
             self.joint_rule, self.input_rules = None, tuple(rules)
+        self.raw_rule, self._opaque = None, {}
         return rules[0]
 
     @property
     def has_rule(self) -> bool:
-        return self.joint_rule is not None or self.input_rules is not None
+        """Whether the op can be differentiated (a non-differentiable op's derivative is 0)."""
+        return (not self.differentiable or self.joint_rule is not None
+                or self.input_rules is not None)
 
     def cotangents(self, grad_out: Any, out: Any, inputs: tuple, params: dict,
                    needed: list[bool]) -> tuple:
         """Apply the rule: one cotangent (or None) per input; inputs not ``needed`` may be None."""
+        if not self.differentiable:
+            return (None,) * len(inputs)
         if self.joint_rule is not None:
             result = self.joint_rule(grad_out, out, *inputs, **params)
             if len(inputs) == 1 and not isinstance(result, (tuple, list)) and result is not None:
@@ -133,7 +154,65 @@ class Primitive:
             for rule, need in zip(rules, needed)
         )
 
+    def graph_cotangents(self, grad_out: Any, out: Any, inputs: tuple, params: dict,
+                         needed: list[bool]) -> tuple:
+        """Apply the rule to Tensors, recording what it computes (a recorded reverse pass).
+
+        ``grad_out`` and ``out`` are Tensors, ``inputs`` the recorded inputs (Tensors or
+        constants). A rule that cannot run on Tensors (it calls NumPy on them) is applied on
+        arrays instead, recorded as one opaque node per input: right at first order, and its
+        own derivative raises HigherOrderError naming this op.
+        """
+        if self.raw_rule is _NO_DERIVATIVE:  # an opaque rule itself: its rule raises
+            return self.cotangents(grad_out, out, inputs, params, needed)
+        if self.raw_rule is None:
+            previous = STATE.rule_op
+            STATE.rule_op = self.name
+            try:
+                results = self.cotangents(grad_out, out, inputs, params, needed)
+                for result, need in zip(results, needed):
+                    if need and result is not None and not isinstance(result, Tensor):
+                        raise TypeError(f"it returned a {type(result).__name__}, not a Tensor")
+            except HigherOrderError as exc:
+                self.raw_rule = str(exc)
+            except Exception as exc:  # noqa: BLE001 - any failure on Tensors means "raw NumPy"
+                self.raw_rule = f"{type(exc).__name__}: {exc}"
+            else:
+                return results
+            finally:
+                STATE.rule_op = previous
+        return tuple(self._opaque_rule(position)(grad_out, out, *inputs, **params)
+                     if need else None for position, need in enumerate(needed))
+
+    def _opaque_rule(self, position: int) -> Primitive:
+        """This op's rule for one input, as a primitive on arrays that has no rule of its own."""
+        opaque = self._opaque.get(position)
+        if opaque is not None:
+            return opaque
+        op = self
+
+        def forward(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
+            needed = [i == position for i in range(len(inputs))]
+            cotangent = op.cotangents(grad_out, out, inputs, params, needed)[position]
+            return np.zeros(np.shape(inputs[position])) if cotangent is None else cotangent
+
+        def refuse(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
+            raise HigherOrderError(
+                f"{op.name}: its backward rule runs on NumPy arrays only, so it has no "
+                f"derivative of its own (on Tensors it failed: {op.raw_rule}). Write the rule "
+                "with tinygraph ops and Tensor operators to get second and higher derivatives"
+            )
+
+        opaque = Primitive(forward, name=f"vjp of {self.name} (input {position})")
+        opaque.arity, opaque.param_names = 2 + self.arity, tuple(self.param_names)
+        opaque.defvjp(refuse)
+        opaque.raw_rule = _NO_DERIVATIVE
+        self._opaque[position] = opaque
+        return opaque
+
     def __call__(self, *args: Any, **params: Any) -> Any:
+        if params and self.input_names and len(args) < self.arity:
+            args = self._keyword_inputs(args, params)
         if len(args) > self.arity:
             args, extra = args[:self.arity], args[self.arity:]
             if len(extra) > len(self.param_names):
@@ -145,11 +224,12 @@ class Primitive:
                     raise TypeError(f"{self.name}: parameter {name!r} given twice")
                 params[name] = value
         values = []
-        any_tensor = record = False
+        any_tensor = grad = live = False
         for arg in args:
             if isinstance(arg, Tensor):
                 any_tensor = True
-                record = record or arg.requires_grad
+                grad = grad or arg.requires_grad
+                live = live or arg._prim is not None
                 values.append(arg.data)
             else:
                 values.append(arg)
@@ -161,13 +241,28 @@ class Primitive:
             return out
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if record and STATE.grad_enabled:
+        if grad and STATE.grad_enabled and self.differentiable:
             result = Tensor.node(out, True, self, args, params)
+        elif STATE.tracing and (grad or live):
+            # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
+            result = Tensor.node(out, False, self, args, params)
         else:
             result = Tensor.node(out)
         if STATE.anomaly:
             check_finite(self, out, values, "forward")
         return result
+
+    def _keyword_inputs(self, args: tuple, params: dict) -> tuple:
+        """Inputs given by name (``softmax_cross_entropy(x, labels=y)``) join the positional."""
+        missing = self.input_names[len(args):]
+        if not any(name in params for name in missing):
+            return args
+        extra = []
+        for name in missing:
+            if name not in params:
+                raise TypeError(f"{self.name}: input {name!r} is missing")
+            extra.append(params.pop(name))
+        return (*args, *extra)
 
     def _input_error(self, exc: Exception, values: list, params: dict) -> Exception:
         """The forward failed on these inputs: say which op, which shapes, and where."""
@@ -208,13 +303,13 @@ def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
     )
 
 
-def _split_signature(function: Callable[..., Any],
-                     params: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
-    """(number of inputs, names of the parameters that may also come by position)."""
+def _split_signature(function: Callable[..., Any], params: tuple[str, ...]
+                     ) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+    """(number of inputs, names of the parameters that may also come by position, input names)."""
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
-        return 1, ()
+        return 1, (), ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in signature.parameters.values() if p.kind in kinds]
     inputs = [p for p in positional
@@ -222,13 +317,13 @@ def _split_signature(function: Callable[..., Any],
     count = len(inputs)
     if [p.name for p in positional[:count]] != [p.name for p in inputs]:
         raise TypeError(f"{function.__name__}: op inputs must come before its parameters")
-    return count, tuple(p.name for p in positional[count:])
+    return count, tuple(p.name for p in positional[count:]), tuple(p.name for p in inputs)
 
 
 def primitive(forward: Callable[..., Any] | None = None, *, name: str | None = None,
               sample: SampleFn | None = None, explain: Callable[..., str] | None = None,
               forward_into: Callable[..., Any] | None = None, params: tuple[str, ...] = (),
-              register: bool = True) -> Any:
+              differentiable: bool = True, register: bool = True) -> Any:
     """Make a differentiable op from a forward function on NumPy arrays.
 
     ``name`` defaults to the function's name; ``sample(draw) -> (args, params)`` draws valid
@@ -237,13 +332,15 @@ def primitive(forward: Callable[..., Any] | None = None, *, name: str | None = N
     optionally computes the same result into a preallocated array (used by ``tg.trace``);
     ``params`` names positional parameters without defaults that are parameters, not inputs
     (``reshape(x, shape)``). Parameters with defaults are parameters already.
+    ``differentiable=False`` declares an op whose derivative is zero almost everywhere
+    (comparisons, rounding): it needs no rule and its results never require grad.
     Registered ops are what the gradient-check suite and the op benchmarks walk;
     ``register=False`` keeps an op out of the registry.
     """
 
     def make(function: Callable[..., Any]) -> Primitive:
         op = Primitive(function, name=name, sample=sample, explain=explain,
-                       forward_into=forward_into, params=params)
+                       forward_into=forward_into, params=params, differentiable=differentiable)
         if register:
             taken = REGISTRY.get(op.name)
             if taken is not None and taken.module != op.module:

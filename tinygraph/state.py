@@ -1,4 +1,5 @@
-"""Global recording state: whether to record, whether to check for NaN/inf, the current scope.
+"""Global recording state: whether to record, whether to check for NaN/inf, the current scope,
+and how deep inside transforms (grad of grad, traces) the current code runs.
 
 The state is process-wide (not per thread), like the rest of tinygraph.
 """
@@ -10,14 +11,17 @@ from contextlib import AbstractContextManager, contextmanager
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing")
+    __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing", "rule_op",
+                 "graph_passes")
 
     def __init__(self) -> None:
         self.grad_enabled = True
         self.anomaly = False
         self.scope: tuple[str, ...] = ()
-        self.transform_depth = 0
+        self.transform_depth = 0  # > 0 while a transform (grad, trace, ...) runs its function
         self.tracing = 0  # > 0 while tg.trace records a function
+        self.rule_op: str | None = None  # the op whose rule is being recorded on Tensors
+        self.graph_passes = 0  # recorded reverse passes so far (they are named by number)
 
 
 STATE = _State()
@@ -27,8 +31,27 @@ class TraceError(RuntimeError):
     """``tg.trace`` cannot record this function, or a call does not fit the trace."""
 
 
+class HigherOrderError(NotImplementedError):
+    """A derivative of a derivative was asked of a rule that cannot give one (raw NumPy)."""
+
+
+def connected() -> bool:
+    """Whether a transform called now must return Tensors joined to an enclosing graph.
+
+    True inside another transform's function (grad of grad, a traced step) while recording:
+    then its results are differentiated or replayed again. At top level results are arrays.
+    """
+    return bool(STATE.tracing) or (STATE.transform_depth > 0 and STATE.grad_enabled)
+
+
 def refuse_while_tracing(what: str) -> None:
     """Raise if a traced function turns a Tensor into a plain value (it would be frozen)."""
+    if STATE.rule_op is not None:
+        raise HigherOrderError(
+            f"{STATE.rule_op}: its backward rule used {what} while the reverse pass was being "
+            "recorded (a derivative of a derivative, or a traced step); the value would leave "
+            "the graph. Write the rule with tinygraph ops (tg.where, tg.exp, Tensor operators)"
+        )
     if STATE.tracing:
         raise TraceError(
             f"tg.trace: {what} inside a traced function would freeze this value into the "

@@ -50,7 +50,7 @@ class Tensor:
     __array_ufunc__ = None
 
     data: np.ndarray
-    grad: np.ndarray | None
+    grad: np.ndarray | Tensor | None
     requires_grad: bool
     name: str | None
     _prim: Primitive | None
@@ -176,19 +176,27 @@ class Tensor:
         self.grad = None
 
     def detach(self) -> Tensor:
-        """A new leaf sharing this tensor's data, cut off from the graph."""
+        """A new leaf sharing this tensor's data, cut off from the graph.
+
+        (Inside a traced function, ops.py makes it a recorded ``stop_gradient`` instead, so
+        that a replay recomputes the value rather than freezing it.)
+        """
         return Tensor(self.data, name=self.name)
 
-    def backward(self, grad: Any = None, retain_grads: bool = False) -> None:
+    def backward(self, grad: Any = None, retain_grads: bool = False,
+                 create_graph: bool = False) -> None:
         """Reverse pass from this tensor: add d(self)/d(leaf) . grad into every leaf's ``.grad``.
 
         ``grad`` defaults to 1 for a one-element tensor. With ``retain_grads=True`` every node
         on the way keeps its gradient too (for drawing); otherwise intermediate gradients are
-        freed as soon as they have been used.
+        freed as soon as they have been used. With ``create_graph=True`` the pass is recorded:
+        each ``.grad`` is a Tensor with a graph, which can be differentiated again (as in
+        PyTorch). Inside a tinygraph transform (``tg.grad``, ``tg.trace``) the pass is always
+        recorded, so that the enclosing transform differentiates through it.
         """
         from tinygraph.autodiff import backward
 
-        backward(self, grad, retain_grads=retain_grads)
+        backward(self, grad, retain_grads=retain_grads, create_graph=create_graph)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Jupyter shows a Tensor as the SVG drawing of its graph (text without Graphviz)."""
@@ -203,22 +211,6 @@ class Tensor:
             bundle["image/svg+xml"] = drawing
         return bundle
 
-    # Comparisons give plain boolean arrays: they have no derivative. ``==`` keeps Python's
-    # identity meaning so tensors stay usable as dict keys.
-    def __lt__(self, other: Any) -> np.ndarray:
-        refuse_while_tracing("comparing a Tensor")
-        return self.data < as_float_array(other)
-
-    def __le__(self, other: Any) -> np.ndarray:
-        refuse_while_tracing("comparing a Tensor")
-        return self.data <= as_float_array(other)
-
-    def __gt__(self, other: Any) -> np.ndarray:
-        refuse_while_tracing("comparing a Tensor")
-        return self.data > as_float_array(other)
-
-    def __ge__(self, other: Any) -> np.ndarray:
-        refuse_while_tracing("comparing a Tensor")
-        return self.data >= as_float_array(other)
-
+    # Comparisons (<, <=, >, >=) are installed by ops.py: boolean Tensors with no derivative.
+    # ``==`` keeps Python's identity meaning so tensors stay usable as dict keys.
     __hash__ = object.__hash__

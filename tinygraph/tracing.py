@@ -1,16 +1,21 @@
-"""Traced functions: record a step once, replay it as a flat schedule on arrays.
+"""Traced functions: record a step once, replay it as a flat list of primitive applications.
 
-``tg.trace(f)`` calls ``f`` once with the example arguments, records every primitive it applies
-(and, for ``f = tg.value_and_grad(loss)`` or ``tg.grad(loss)``, every backward rule of the reverse
-pass), and returns a callable that replays that list on new arguments of the same shapes and
-dtypes: no Tensor objects, no topological sort, no cotangent dictionary per call; forward results
-go into buffers allocated once (``forward_into``); a cotangent's reduction to its input's shape is
-planned once.
+``tg.trace(f)`` calls ``f`` once with the example arguments, as Tensors, and keeps every primitive
+it applied, in order: a program over numbered slots. When ``f`` differentiates (it is
+``tg.value_and_grad(loss)``, or calls ``tg.grad`` inside, or ``loss.backward()``), the reverse
+pass is recorded too, because a transform inside a trace records its pass as ordinary ops: one
+program holds forward and backward, and nothing in the replay knows what a gradient is.
+
+Called with arrays, a traced function replays the program on arrays: no Tensor objects, no
+topological sort, no cotangent dictionary; results go into buffers allocated once
+(``forward_into``). Called with Tensors inside another transform (``tg.grad(traced)``,
+``tg.trace`` of a function calling a traced one) it replays the same program on those Tensors,
+recording every op, so that traced functions compose with every transform.
 
 Like ``jax.jit`` and ``torch.jit.trace``, tracing records the path the Python code took with the
 example arguments: ``if``/``for`` that depend on values are frozen as taken. Converting a Tensor
 to a NumPy array or a number inside a traced function (``np.asarray(t)``, ``t.item()``,
-comparisons) raises :class:`TraceError`, because that value would be frozen into the trace.
+``bool(t)``) raises :class:`TraceError`, because that value would be frozen into the trace.
 Arguments that are not arrays (strings, ints, flags) are part of the trace's key. A call with new
 shapes, dtypes or such arguments traces again (``retrace=False`` makes that an error instead).
 """
@@ -24,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.autodiff import TRANSFORMS, _argnums, fit_cotangent, reverse_pass, toposort
+from tinygraph.autodiff import toposort
 from tinygraph.primitive import Primitive
 from tinygraph.pytree import flatten, unflatten
-from tinygraph.state import STATE, TraceError, enable_grad
+from tinygraph.state import STATE, TraceError, connected, enable_grad, no_grad
 from tinygraph.tensor import Tensor, as_float_array
+from tinygraph.transforms import TRANSFORMS, _argnums, _is_live
 
 
 def _is_array(leaf: Any) -> bool:
@@ -64,79 +70,73 @@ def _describe(signature: tuple) -> str:
 
 
 @dataclass
-class _ForwardStep:
+class _Step:
+    """One primitive application: ``slots[out] = prim(*slots[refs], **params)``."""
+
     prim: Primitive
     refs: tuple[int, ...]
     params: dict
     out: int
-    buffer: np.ndarray | None
-
-
-@dataclass
-class _RuleStep:
-    prim: Primitive
-    grad_out: int
-    out: int
-    refs: tuple[int, ...]
-    params: dict
-    needed: list[bool]
-    # (input position, cotangent slot, shape, dtype, first contribution?)
-    targets: list[tuple[int, int, tuple[int, ...], np.dtype, bool]]
+    buffer: np.ndarray | None  # where forward_into writes, allocated once
+    recorded_grad: bool  # differentiable when traced (False: made under no_grad)
 
 
 @dataclass
 class _Plan:
-    """A flat schedule over numbered slots; constants and buffers are filled in once."""
+    """A flat program over numbered slots; constants and buffers are filled in once."""
 
     template: list[Any] = field(default_factory=list)
     inputs: list[tuple[int, int, bool]] = field(default_factory=list)  # (slot, leaf, to float)
-    forward: list[_ForwardStep] = field(default_factory=list)
-    backward: list[_RuleStep] = field(default_factory=list)
-    value_slot: int | None = None
-    grad_slots: list[tuple[int | None, Any, bool]] = field(default_factory=list)
-    grad_treedefs: list[tuple[Any, int]] = field(default_factory=list)
+    steps: list[_Step] = field(default_factory=list)
     output_treedef: Any = None
-    output_slots: list[tuple[int | None, Any, bool]] = field(default_factory=list)
-    cotangent_slots: dict[int, int] = field(default_factory=dict)
+    outputs: list[tuple[int | None, Any, bool]] = field(default_factory=list)  # slot, const, copy
 
     def slot(self, value: Any = None) -> int:
         self.template.append(value)
         return len(self.template) - 1
 
-    def run(self, leaves: list[Any], kind: str, single: bool) -> Any:
+    def _load(self, leaves: list[Any], keep_tensors: bool) -> list[Any]:
         slots = list(self.template)
         for slot, position, to_float in self.inputs:
             leaf = leaves[position]
+            if keep_tensors and isinstance(leaf, Tensor):
+                slots[slot] = leaf
+                continue
             data = leaf.data if isinstance(leaf, Tensor) else leaf
             slots[slot] = as_float_array(data) if to_float else data
-        for step in self.forward:
+        return slots
+
+    def run(self, leaves: list[Any]) -> Any:
+        """Replay on arrays: each op's forward, into its buffer where it has one."""
+        slots = self._load(leaves, keep_tensors=False)
+        for step in self.steps:
             values = [slots[r] for r in step.refs]
             if step.buffer is None:
                 result = step.prim.forward(*values, **step.params)
                 slots[step.out] = result if type(result) is np.ndarray else np.asarray(result)
             else:
                 slots[step.out] = step.prim.forward_into(step.buffer, *values, **step.params)
-        if kind == "forward":
-            return unflatten(self.output_treedef,
-                             [_hand_out(slots, slot, constant, copy)
-                              for slot, constant, copy in self.output_slots])
-        for step in self.backward:
-            results = step.prim.cotangents(slots[step.grad_out], slots[step.out],
-                                           tuple(slots[r] for r in step.refs), step.params,
-                                           step.needed)
-            for position, target, shape, dtype, first in step.targets:
-                cotangent = fit_cotangent(results[position], shape, dtype, step.prim, position)
-                slots[target] = cotangent if first else slots[target] + cotangent
-        grads = []
-        start = 0
-        for treedef, count in self.grad_treedefs:
-            grads.append(unflatten(treedef, [_hand_out(slots, slot, zero, copy) for slot, zero,
-                                             copy in self.grad_slots[start:start + count]]))
-            start += count
-        grad_result = grads[0] if single else tuple(grads)
-        if kind == "grad":
-            return grad_result
-        return np.array(slots[self.value_slot]).reshape(()), grad_result
+        outputs = []
+        for slot, constant, copy in self.outputs:
+            if slot is None:
+                value = constant.copy() if isinstance(constant, np.ndarray) else constant
+            else:
+                value = np.array(slots[slot], copy=True) if copy else slots[slot]
+            outputs.append(value)
+        return unflatten(self.output_treedef, outputs)
+
+    def replay(self, leaves: list[Any]) -> Any:
+        """Replay on Tensors, recording every op (inside another transform or trace)."""
+        slots = self._load(leaves, keep_tensors=True)
+        for step in self.steps:
+            values = [slots[r] for r in step.refs]
+            if step.recorded_grad:
+                slots[step.out] = step.prim(*values, **step.params)
+            else:
+                with no_grad():
+                    slots[step.out] = step.prim(*values, **step.params)
+        return unflatten(self.output_treedef, [constant if slot is None else slots[slot]
+                                               for slot, constant, _ in self.outputs])
 
 
 def _counts(owner: list[int], count: int) -> list[int]:
@@ -147,20 +147,13 @@ def _counts(owner: list[int], count: int) -> list[int]:
     return sizes
 
 
-def _hand_out(slots: list, slot: int | None, fallback: Any, copy: bool) -> Any:
-    if slot is None:
-        return np.array(fallback, copy=True) if isinstance(fallback, np.ndarray) else fallback
-    value = slots[slot]
-    return np.array(value, copy=True) if copy else value
-
-
 def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8) -> Traced:
-    """Record ``fn`` once per argument signature and replay it as a flat schedule.
+    """Record ``fn`` once per argument signature and replay it as a flat program.
 
-    ``fn`` is a function of arrays returning Tensors (or a pytree of them), or the result of
-    ``tg.value_and_grad(loss, argnums)`` / ``tg.grad(loss, argnums)``, in which case the reverse
-    pass is recorded too and a whole training step is one call. Returns values as NumPy arrays,
-    like the transforms. See the module documentation for what is frozen into a trace.
+    ``fn`` is a function of arrays returning Tensors (or a pytree of them), for instance
+    ``tg.value_and_grad(loss, argnums)``, in which case the reverse pass is recorded too and a
+    whole training step is one call. Returns values as NumPy arrays, like the transforms. See
+    the module documentation for what is frozen into a trace.
     """
     return Traced(fn, retrace=retrace, max_traces=max_traces)
 
@@ -170,14 +163,13 @@ class Traced:
 
     def __init__(self, fn: Callable[..., Any], retrace: bool = True, max_traces: int = 8) -> None:
         transform = TRANSFORMS.get(fn)
-        if transform is not None:
-            self.kind, self.function, self.argnums = transform
-        else:
-            self.kind, self.function, self.argnums = "forward", fn, None
+        # Numbers in a differentiated argument are inputs (as grad makes them arrays).
+        self.argnums = None if transform is None else transform[2]
+        self.function = fn
         self.retrace = retrace
         self.max_traces = max_traces
         self.plans: dict[tuple, _Plan] = {}
-        self.name = getattr(self.function, "__name__", "f")
+        self.name = getattr(transform[1] if transform else fn, "__name__", "f")
         functools.update_wrapper(self, fn)
 
     @property
@@ -204,10 +196,12 @@ class Traced:
                 )
             plan = self._build(args, leaves, [part[1] for part in parts], owner, numbers)
             self.plans[key] = plan
-        return plan.run(leaves, self.kind, isinstance(self.argnums, int))
+        if connected() and any(_is_live(leaf) for leaf in leaves):
+            return plan.replay(leaves)  # inside a transform: record, so it can differentiate
+        return plan.run(leaves)
 
     def _differentiated(self, count: int) -> tuple[int, ...]:
-        if self.kind == "forward":
+        if self.argnums is None:
             return ()
         try:
             return _argnums(self.argnums, count, f"trace({self.name})")
@@ -233,9 +227,9 @@ class Traced:
     def _build(self, args: tuple, leaves: list[Any], treedefs: list[Any], owner: list[int],
                numbers: tuple[int, ...]) -> _Plan:
         plan = _Plan()
+        inside = connected()  # traced while an enclosing transform records
         tensors: list[Any] = []
         slot_of: dict[int, int] = {}
-        differentiated: set[int] = set()
         for position, leaf in enumerate(leaves):
             to_float = owner[position] in numbers
             if not _is_array(leaf) and not to_float:
@@ -255,8 +249,6 @@ class Traced:
             slot = plan.slot()
             slot_of[id(tensor)] = slot
             plan.inputs.append((slot, position, to_float))
-            if to_float:
-                differentiated.add(id(tensor))
         chunks = iter(tensors)
         traced_args = tuple(unflatten(treedef, [next(chunks) for _ in range(size)])
                             for treedef, size in zip(treedefs, _counts(owner, len(args))))
@@ -274,96 +266,66 @@ class Traced:
             STATE.transform_depth -= 1
 
         out_leaves, out_treedef, _ = flatten(result)
-        roots = [leaf for leaf in out_leaves if isinstance(leaf, Tensor) and leaf.requires_grad]
-        order: list[Tensor] = []
-        seen: set[int] = set()
-        for root in roots:
-            for node in toposort(root):
-                if id(node) not in seen:
-                    seen.add(id(node))
-                    order.append(node)
+        roots = [leaf for leaf in out_leaves if isinstance(leaf, Tensor)]
+        order = toposort(roots, every=True, stop=set(slot_of))
+        depends = set(slot_of)  # nodes computed from the inputs: the program's steps
+        for node in order:
+            if node._prim is not None and any(isinstance(x, Tensor) and id(x) in depends
+                                              for x in node._inputs):
+                depends.add(id(node))
 
         def ref(value: Any) -> int:
-            if isinstance(value, Tensor):
-                if id(value) not in slot_of:  # a Tensor from outside f: frozen as a constant
-                    slot_of[id(value)] = plan.slot(value.data)
-                return slot_of[id(value)]
-            return plan.slot(value)
+            if not isinstance(value, Tensor):
+                return plan.slot(value)
+            if id(value) not in slot_of:  # made outside the trace's inputs: a constant
+                if inside and _is_live(value):
+                    raise TraceError(
+                        f"trace({self.name}): the function uses a Tensor of an enclosing "
+                        "transform that is not one of its arguments (a closure); its value "
+                        "would be frozen into the trace and its derivative lost. Pass it "
+                        "as an argument")
+                slot_of[id(value)] = plan.slot(value.data)
+            return slot_of[id(value)]
 
         for node in order:
-            if node._prim is None:
-                ref(node)
+            if id(node) not in depends or id(node) in slot_of:
                 continue
             refs = tuple(ref(x) for x in node._inputs)
             slot = plan.slot()
             slot_of[id(node)] = slot
-            if any(isinstance(x, Tensor) and id(x) in differentiated for x in node._inputs):
-                differentiated.add(id(node))
             buffer = None
             if node._prim.forward_into is not None and node.data.base is None:
                 buffer = np.empty_like(node.data)
-            plan.forward.append(_ForwardStep(node._prim, refs, node._params, slot, buffer))
+            plan.steps.append(_Step(node._prim, refs, node._params, slot, buffer,
+                                    node.requires_grad))
 
-        if self.kind == "forward":
-            plan.output_treedef = out_treedef
-            plan.output_slots = [self._output_slot(plan, slot_of, leaf) for leaf in out_leaves]
-            return plan
-        final = self._record_backward(plan, result, slot_of, differentiated)
-        handed: list[np.ndarray] = [plan.template[plan.cotangent_slots[id(result)]]] \
-            if id(result) in plan.cotangent_slots else []
-        handed += [step.buffer for step in plan.forward if step.buffer is not None]
-        for number in numbers:
-            arg_leaves, arg_treedef, _ = flatten(traced_args[number])
-            plan.grad_treedefs.append((arg_treedef, len(arg_leaves)))
-            for tensor in arg_leaves:
-                array = final.get(id(tensor))
-                if array is None:
-                    plan.grad_slots.append((None, np.zeros_like(tensor.data), True))
-                    continue
-                # Hand out arrays the caller owns: copy what is read-only or shares memory with
-                # the seed, a reused buffer or another gradient (the same flow every call).
-                copy = not array.flags.writeable or any(np.shares_memory(array, other)
-                                                        for other in handed)
-                handed.append(array)
-                plan.grad_slots.append((plan.cotangent_slots[id(tensor)], None, copy))
+        plan.output_treedef = out_treedef
+        plan.outputs = self._outputs(plan, slot_of, out_leaves, order, depends)
         return plan
 
-    def _output_slot(self, plan: _Plan, slot_of: dict, leaf: Any) -> tuple:
-        if isinstance(leaf, Tensor) and id(leaf) in slot_of:
-            return slot_of[id(leaf)], None, True  # copied: buffers are reused by the next call
-        value = leaf.data if isinstance(leaf, Tensor) else leaf
-        return None, value, False
+    def _outputs(self, plan: _Plan, slot_of: dict, out_leaves: list, order: list[Tensor],
+                 depends: set[int]) -> list[tuple[int | None, Any, bool]]:
+        """Where each output comes from, and whether it must be copied to be the caller's own.
 
-    def _record_backward(self, plan: _Plan, out: Any, slot_of: dict,
-                         differentiated: set[int]) -> dict[int, np.ndarray]:
-        """Plan the reverse pass; return the leaves' cotangents on the example."""
-        if not isinstance(out, Tensor) or out.size != 1:
-            shape = getattr(out, "shape", None)
-            raise TraceError(f"trace({self.name}): the function must return a one-element "
-                             f"Tensor, got {type(out).__name__}"
-                             + (f" of shape {shape}" if shape is not None else ""))
-        plan.value_slot = slot_of[id(out)] if id(out) in slot_of else plan.slot(out.data)
-        cotangent_slots = plan.cotangent_slots
-        if id(out) not in differentiated:
-            return {}
-        seed = np.ones_like(out.data)
-        cotangent_slots[id(out)] = plan.slot(seed)
-
-        def record(node: Tensor, needed: list[bool], contributions: list) -> None:
-            targets = []
-            for position, parent, first in contributions:
-                if first:
-                    cotangent_slots[id(parent)] = plan.slot()
-                data = parent.data
-                targets.append((position, cotangent_slots[id(parent)], data.shape, data.dtype,
-                                first))
-            refs = tuple(slot_of[id(x)] if isinstance(x, Tensor) else plan.slot(x)
-                         for x in node._inputs)
-            plan.backward.append(_RuleStep(node._prim, cotangent_slots[id(node)],
-                                           slot_of[id(node)], refs, node._params, needed,
-                                           targets))
-
-        # Run the reverse pass once, on the example, recording each rule it applies.
-        leaves = reverse_pass(out, seed, write_retained=False,
-                              needs=lambda tensor: id(tensor) in differentiated, observe=record)
-        return {key: cotangent for key, (_, cotangent) in leaves.items()}
+        A copy is needed where the replay's value is a reused buffer, a trace input or
+        constant, or memory another output or value also uses (judged on the example).
+        """
+        buffered = {step.out for step in plan.steps if step.buffer is not None}
+        others = [node.data for node in order]
+        outputs = []
+        handed: set[int] = set()
+        for leaf in out_leaves:
+            if not isinstance(leaf, Tensor):
+                outputs.append((None, leaf, False))
+                continue
+            if id(leaf) not in depends:
+                outputs.append((None, leaf.data, False))  # constant: copied on every call
+                continue
+            slot = slot_of[id(leaf)]
+            is_step = any(step.out == slot for step in plan.steps)
+            shared = sum(np.may_share_memory(leaf.data, other) for other in others) > 1
+            copy = (not is_step or slot in buffered or slot in handed or shared
+                    or not leaf.data.flags.writeable)
+            handed.add(slot)
+            outputs.append((slot, None, copy))
+        return outputs

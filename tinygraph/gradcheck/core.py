@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.autodiff import _argnums, value_and_grad
 from tinygraph.primitive import Primitive
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import no_grad
 from tinygraph.tensor import Tensor, as_float_array
+from tinygraph.transforms import _argnums, value_and_grad
 
 
 @dataclass
