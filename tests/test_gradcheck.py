@@ -148,18 +148,100 @@ def test_both_modes_catch_a_rule_that_is_one_percent_off(mode):
         tg.check_op(make_mul(True), (a, b), mode=mode)
 
 
-def test_suite_row_for_every_built_in_op():
+def test_suite_row_for_every_built_in_op_at_orders_one_and_two():
     report = gradcheck.run_suite(examples=5, seed=1)
     assert report.passed, str(report)
-    assert [r.name for r in report.results] == sorted(tg.registry())
+    assert report.orders == (1, 2) == gradcheck.suite.DEFAULT_ORDERS
+    assert [(r.name, r.order) for r in report.results] == [
+        (name, order) for name in sorted(tg.registry()) for order in (1, 2)]
     assert all(r.examples == 5 and r.max_abs_error < 1e-6 for r in report.results)
-    assert report.summary().startswith(f"all {len(tg.registry())} checks passed")
+    rows = 2 * len(tg.registry())
+    assert report.summary().startswith(
+        f"all {rows} checks passed: {len(tg.registry())} ops ({5 * rows} examples); "
+        "orders 1, 2; seed 1; ")
 
 
-def test_suite_examples_do_not_depend_on_which_ops_run():
-    whole = {r.name: r for r in gradcheck.run_suite(examples=4, seed=3).results}
-    alone = gradcheck.run_suite(["matmul"], examples=4, seed=3).results[0]
-    assert alone == dataclasses.replace(whole["matmul"], seconds=alone.seconds)
+def test_suite_examples_do_not_depend_on_which_ops_or_orders_run():
+    whole = {(r.name, r.order): r for r in gradcheck.run_suite(examples=4, seed=3).results}
+    for orders in ([1], [2], [2, 1]):
+        alone = gradcheck.run_suite(["matmul"], examples=4, seed=3, orders=orders).results
+        assert [r.order for r in alone] == sorted(orders)
+        for row in alone:
+            assert row == dataclasses.replace(whole["matmul", row.order], seconds=row.seconds)
+
+
+def test_suite_orders_must_be_positive_integers():
+    for orders in ([], [0], [1, -2], [1.5]):
+        with pytest.raises(gradcheck.SuiteError, match="order"):
+            gradcheck.run_suite(["exp"], examples=1, orders=orders)
+    with pytest.raises(gradcheck.SuiteError, match="order"):
+        gradcheck.check_op_examples("exp", 1, order=0)
+
+
+def make_cube_second_wrong() -> tg.Primitive:
+    """x ** 3 whose rule, 3 x^2 with x held constant, is right but has no second derivative."""
+    @tg.primitive(name="cube_second_wrong", register=False)
+    def cube(x):
+        return x ** 3
+
+    cube.defvjp(lambda grad_out, out, x: (grad_out * 3 * tg.stop_gradient(x) ** 2,))
+    return cube
+
+
+def test_a_lost_second_derivative_fails_at_order_two_only():
+    op = make_cube_second_wrong()
+    report = gradcheck.run_suite([op], examples=10, seed=4)
+    first, second = report.results
+    assert (first.order, first.passed, first.examples) == (1, True, 10)
+    assert first.max_abs_error < 1e-6
+    assert (second.order, second.passed, second.examples) == (2, False, 1)
+    failure = second.failure
+    assert "op cube_second_wrong: order 2 (the gradient of <grad f, v>): gradient check failed" \
+        in failure.error
+    # the analytic H v is 0 (the rule's x is a constant), the numerical one is 6 x v
+    assert failure.mismatch.analytic == 0.0 and abs(failure.mismatch.numerical) > 1e-3
+    assert second.max_abs_error == failure.mismatch.abs_error
+    text = second.failure_text()
+    assert text.startswith("FAIL op cube_second_wrong at order 2: example 0 failed (run seed 4")
+    assert "shrunk by hypothesis to:" in text
+    assert f"seed={failure.example_seed}, order=2)" in text  # the Python reproduction
+    lines = report.table().splitlines()
+    assert lines[0].split()[:4] == ["check", "kind", "order", "examples"]
+    assert [line.split()[:4] for line in lines[1:]] == [["cube_second_wrong", "op", "1", "10"],
+                                                        ["cube_second_wrong", "op", "2", "1"]]
+    assert [line.split()[-1] for line in lines[1:]] == ["ok", "FAIL"]
+    assert report.summary().startswith("1 of 2 checks FAILED (cube_second_wrong order 2): "
+                                       "1 op (11 examples); orders 1, 2; seed 4;")
+    # the printed example seed reproduces that row alone
+    args, params = op.sample(tg.RandomDraw(failure.example_seed))
+    tg.check_op(op, args, params, seed=failure.example_seed)
+    with pytest.raises(tg.GradientCheckError, match="order 2"):
+        tg.check_op(op, args, params, seed=failure.example_seed, order=2)
+
+
+def test_a_rule_in_raw_numpy_is_a_failed_order_two_row_not_a_crash():
+    @tg.primitive(name="sin_numpy_rule", register=False)
+    def sin(x):
+        return np.sin(x)
+
+    sin.defvjp(lambda grad_out, out, x: (grad_out * np.cos(x),))  # NumPy: arrays only
+    report = gradcheck.run_suite([sin], examples=5, seed=0)
+    first, second = report.results
+    assert first.passed and first.order == 1 and first.examples == 5
+    assert not second.passed and second.order == 2 and second.examples == 1
+    assert second.failure.error.startswith("HigherOrderError: sin_numpy_rule: its backward rule "
+                                           "runs on NumPy arrays only")
+    assert second.failure.mismatch is None and np.isnan(second.max_abs_error)
+    assert second.failure.shrunk_input is None  # no input would differ: nothing to shrink
+    assert second.failure.shrink_note.startswith("unshrunk: the rule cannot be differentiated")
+    assert "FAIL op sin_numpy_rule at order 2: example 0 failed" in str(report)
+    assert report.to_json()["results"][1]["order"] == 2
+
+
+def test_order_three_rows_check_one_derivative_more():
+    report = gradcheck.run_suite(["tanh", "mul"], examples=3, seed=2, orders=(3,))
+    assert report.passed, str(report)
+    assert [(r.name, r.order) for r in report.results] == [("tanh", 3), ("mul", 3)]  # as given
 
 
 def test_suite_reports_and_shrinks_a_wrong_rule():
@@ -170,7 +252,7 @@ def test_suite_reports_and_shrinks_a_wrong_rule():
     assert failure.mismatch.path == "1" and failure.shrunk_input is not None
     assert failure.example_seed == gradcheck.example_seed(0, "mul_wrong", 0)
     text = result.failure_text()
-    assert "FAIL op mul_wrong: example 0 failed (run seed 0, example seed" in text
+    assert "FAIL op mul_wrong at order 1: example 0 failed (run seed 0, example seed" in text
     assert "shrunk by hypothesis to:" in text and "arg 1: float64" in text
     assert f"tg.RandomDraw({failure.example_seed})" in text
     # the printed example seed reproduces the failure exactly
@@ -220,7 +302,7 @@ def test_directional_check_of_the_paper_network_takes_under_a_second():
 def test_model_check_catches_a_wrong_sigmoid_rule(monkeypatch):
     from models.checks import mnist_mlp
 
-    assert gradcheck.check_model("mnist-mlp", mnist_mlp).passed
+    assert gradcheck.check_model("mnist-mlp", mnist_mlp).order == 1
     sigmoid = tg.registry()["sigmoid"]
     monkeypatch.setattr(sigmoid, "joint_rule",
                         lambda grad_out, out, x: (grad_out * out * (1 - out) * 1.001,))
@@ -229,8 +311,26 @@ def test_model_check_catches_a_wrong_sigmoid_rule(monkeypatch):
     assert result.failure.mismatch.path in ("0['W1']", "0['b1']")
     assert result.worst_shape in ("0['W1'] (784, 64)", "0['b1'] (64,)")
     assert "model mnist-mlp: gradient check failed" in result.failure_text()
-    assert "seed 5" in result.failure_text() and "--model mnist-mlp --seed 5" in \
-        result.failure_text()
+    assert "FAIL model mnist-mlp at order 1 (seed 5)" in result.failure_text()
+    assert "--model mnist-mlp --seed 5 --order 1" in result.failure_text()
+
+
+def test_model_check_at_order_two_catches_a_lost_second_derivative(monkeypatch):
+    from models.checks import mnist_mlp
+
+    right = gradcheck.check_model("mnist-mlp", mnist_mlp, seed=1, order=2)
+    assert right.passed and right.order == 2 and right.max_abs_error < 1e-6
+    assert right.to_json()["order"] == 2
+    sigmoid = tg.registry()["sigmoid"]
+    held = tg.stop_gradient  # out held constant: right gradient, no second derivative through it
+    monkeypatch.setattr(sigmoid, "joint_rule",
+                        lambda grad_out, out, x: (grad_out * held(out) * (1 - held(out)),))
+    assert gradcheck.check_model("mnist-mlp", mnist_mlp, seed=1).passed
+    result = gradcheck.check_model("mnist-mlp", mnist_mlp, seed=1, order=2)
+    assert not result.passed and result.order == 2
+    text = result.failure_text()
+    assert "model mnist-mlp: order 2 (the gradient of <grad f, v>): gradient check failed" in text
+    assert "--model mnist-mlp --seed 1 --order 2" in text
 
 
 def test_model_hooks_may_return_tuples():

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,9 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["value"].shape == () and set(namespace["grads"]) == {"W1", "b1", "W2", "b2"}
     assert namespace["W"].grad.shape == (784, 64)
+    assert np.allclose(namespace["x_min"], np.linalg.solve(namespace["A"], namespace["b"]))
+    assert set(namespace["hv_mnist"]) == {"W1", "b1", "W2", "b2"}
+    assert np.allclose(namespace["H"] @ np.ones(2), namespace["hv"])
     assert namespace["path"].exists() and "cluster_hidden" in namespace["graph"].source
 
 

@@ -1,5 +1,7 @@
 """tinygraph.testing: strategies that draw valid inputs, and the pytest assertion helper."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -70,6 +72,33 @@ def test_check_op_is_reexported():
 def test_assert_op_gradients_passes_on_a_built_in_op():
     result = assert_op_gradients("log_softmax", examples=10, seed=1)
     assert result.passed and result.examples == 10 and result.max_abs_error < 1e-6
+    assert result.order == 1
+    second = assert_op_gradients("log_softmax", examples=10, seed=1, order=2)
+    assert second.passed and second.order == 2 and second.max_abs_error < 1e-6
+    row = check_op_examples("log_softmax", 10, 1, order=2)  # the command's row, same inputs
+    assert second == dataclasses.replace(row, seconds=second.seconds)
+
+
+def test_assert_op_gradients_passes_the_order_through():
+    @tg.primitive(name="exp_held", register=False)
+    def exp_held(x):
+        return np.exp(x)
+
+    # right at first order; out held constant, so d/dx of the rule misses exp(x) * grad_out
+    exp_held.defvjp(lambda grad_out, out, x: (grad_out * tg.stop_gradient(out),))
+    assert assert_op_gradients(exp_held, examples=5, seed=3).passed
+    with pytest.raises(tg.GradientCheckError) as info:
+        assert_op_gradients(exp_held, examples=5, seed=3, order=2, shrink=False)
+    message = str(info.value)
+    assert message == check_op_examples(exp_held, 5, 3, order=2, shrink=False).report()
+    header, row = message.splitlines()[:2]
+    assert header.split()[:4] == ["check", "kind", "order", "examples"]
+    assert row.split()[:4] == ["exp_held", "op", "2", "1"] and row.endswith("FAIL")
+    assert "FAIL op exp_held at order 2: example 0 failed (run seed 3" in message
+    assert "op exp_held: order 2 (the gradient of <grad f, v>): gradient check failed" in message
+    assert ", order=2)" in message  # the Python line that reruns it
+    assert info.value.mismatch is not None and info.value.mismatch.analytic != \
+        pytest.approx(info.value.mismatch.numerical)
 
 
 def test_assert_op_gradients_fails_with_the_commands_report():
@@ -83,8 +112,8 @@ def test_assert_op_gradients_fails_with_the_commands_report():
     message = str(info.value)
     assert message == check_op_examples(tanh_wrong, 10, 2).report()
     header, row = message.splitlines()[:2]
-    assert header.split()[:3] == ["check", "kind", "examples"]
-    assert row.startswith("tanh_wrong") and row.endswith("FAIL")
-    assert "FAIL op tanh_wrong: example 0 failed (run seed 2, example seed" in message
+    assert header.split()[:4] == ["check", "kind", "order", "examples"]
+    assert row.split()[:3] == ["tanh_wrong", "op", "1"] and row.endswith("FAIL")
+    assert "FAIL op tanh_wrong at order 1: example 0 failed (run seed 2, example seed" in message
     assert "shrunk by hypothesis to:" in message and "allowed: atol 1e-05" in message
     assert info.value.mismatch is not None and info.value.mismatch.path == "0"

@@ -72,7 +72,7 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
     Arrays stay arrays (NumPy directly: this is the hot path); Tensors go through the
     ``broadcast_to``, ``unbroadcast`` and ``cast`` ops, so that the fitting is recorded too.
     """
-    graph = isinstance(cotangent, Tensor)
+    graph = type(cotangent) is not np.ndarray and isinstance(cotangent, Tensor)
     if not graph and type(cotangent) is not np.ndarray:
         cotangent = np.asarray(cotangent)
     if cotangent.shape != shape:
@@ -145,18 +145,20 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
             needed = [isinstance(x, Tensor) and x.requires_grad for x in inputs]
         else:
             needed = [isinstance(x, Tensor) and id(x) in wanted for x in inputs]
-        if not any(needed):
-            continue
+            if not any(needed):
+                continue
         if create_graph:
             results = prim.graph_cotangents(grad_out, node, inputs, node._params, needed)
         else:
-            values = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+            values = [x.data if isinstance(x, Tensor) else x for x in inputs]
             results = prim.cotangents(grad_out, node.data, values, node._params, needed)
         for position, (parent, need, cotangent) in enumerate(zip(inputs, needed, results)):
             if not need or cotangent is None:
                 continue
             data = parent.data
-            cotangent = fit_cotangent(cotangent, data.shape, data.dtype, prim, position)
+            if (type(cotangent) is not np.ndarray or cotangent.shape != data.shape
+                    or cotangent.dtype != data.dtype):  # the common case needs no call
+                cotangent = fit_cotangent(cotangent, data.shape, data.dtype, prim, position)
             if anomaly:
                 check_finite(prim, cotangent.data if create_graph else cotangent, [grad_out],
                              "backward rule", node.name)

@@ -376,9 +376,9 @@ def transpose(x, axes=None):
 def transpose_vjp(grad_out, out, x, axes=None):
     """The cotangent goes back through the inverse permutation."""
     if axes is None:
-        return (grad_out.transpose(None),)
+        return (transpose(grad_out),)
     inverse = tuple(np.argsort(_normalize_axes(axes, np.ndim(x))).tolist())  # axes may be < 0
-    return (grad_out.transpose(inverse),)
+    return (transpose(grad_out, axes=inverse),)
 
 
 def _broadcast_to_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -486,16 +486,8 @@ def _matmul_explain(a: Any, b: Any) -> str:
     return f"{where}: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
 
 
-def _matmul_forward(a, b):
-    if np.ndim(a) == 2 and np.ndim(b) == 2:
-        # np.dot goes to BLAS for thin shapes (the outer product of a batch-1 backward pass)
-        # where np.matmul may loop in C: 5x faster there, the same bits elsewhere
-        return np.dot(a, b)
-    return np.matmul(a, b)
-
-
 def _matmul_into(out, a, b):
-    if np.ndim(a) == 2 and np.ndim(b) == 2:
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
         return np.dot(a, b, out=out)
     return np.matmul(a, b, out=out)
 
@@ -503,7 +495,11 @@ def _matmul_into(out, a, b):
 @primitive(sample=_matmul_sample, explain=_matmul_explain, forward_into=_matmul_into)
 def matmul(a, b):
     """a @ b as np.matmul: 1-D, 2-D, or stacks of matrices with broadcast batch dims."""
-    return _matmul_forward(a, b)
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
+        # np.dot goes to BLAS for thin shapes (the outer product of a batch-1 backward pass)
+        # where np.matmul may loop in C: 5x faster there, the same bits elsewhere
+        return np.dot(a, b)
+    return np.matmul(a, b)
 
 
 def _swap_last(x: Any) -> Any:
@@ -520,24 +516,30 @@ def _column(x: Any) -> Any:
 
 def _matmul_vjp_a(grad_out, out, a, b):
     """d(a @ b)/da: grad_out @ b^T, with 1-D operands promoted and squeezed as np.matmul does."""
-    if np.ndim(b) == 1:
-        return grad_out * b if np.ndim(a) == 1 else _column(grad_out) * b
-    if np.ndim(a) == 1:
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if b_ndim == 1:
+        return grad_out * b if a_ndim == 1 else _column(grad_out) * b
+    if a_ndim == 1:
         product = matmul(b, _column(grad_out))
         return product.reshape(np.shape(product)[:-1])
+    if b_ndim == 2:
+        return matmul(grad_out, b.T)
     return matmul(grad_out, _swap_last(b))
 
 
 def _matmul_vjp_b(grad_out, out, a, b):
     """d(a @ b)/db: a^T @ grad_out, with 1-D operands promoted and squeezed as np.matmul does."""
-    if np.ndim(a) == 1:
-        if np.ndim(b) == 1:
+    a_ndim, b_ndim = np.ndim(a), np.ndim(b)
+    if a_ndim == 1:
+        if b_ndim == 1:
             return grad_out * a
         row = grad_out.reshape((*np.shape(grad_out)[:-1], 1, np.shape(grad_out)[-1]))
         return _column(a) * row
-    if np.ndim(b) == 1:
+    if b_ndim == 1:
         product = matmul(_swap_last(a), _column(grad_out))
         return product.reshape(np.shape(product)[:-1])
+    if a_ndim == 2:
+        return matmul(a.T, grad_out)
     return matmul(_swap_last(a), grad_out)
 
 
@@ -634,14 +636,49 @@ def softmax_cross_entropy(logits, labels):
     return np.asarray(-total / max(count, 1), dtype=logits.dtype)
 
 
+# Not registered: an internal op, applied only to inputs softmax_cross_entropy has checked (so
+# it checks nothing itself); its rules are checked through softmax_cross_entropy's second and
+# third derivatives, which are made of them.
+@primitive(sample=_cross_entropy_sample, register=False)
+def softmax_minus_targets(logits, labels):
+    """softmax(logits) * sum(target) - target along axis 1 (= softmax - target for ids).
+
+    N times the cross-entropy's gradient: the cross-entropy's rule is this one op, which keeps
+    the first-order pass as fast as a hand-fused rule, and has rules of its own for higher
+    orders. ``labels`` are class ids (N,) or targets (N, C), as for softmax_cross_entropy.
+    """
+    labels = np.asarray(labels)
+    softmax = np.exp(_log_softmax(logits, axis=1))
+    if labels.ndim == 1:
+        ids = labels if labels.dtype.kind in "iu" else labels.astype(np.intp)
+        softmax[np.arange(len(ids)), ids] -= 1  # a fresh array: in place is safe
+        return softmax
+    return softmax * labels.sum(axis=1, keepdims=True) - labels
+
+
+def _softmax_minus_targets_vjp_logits(grad_out, out, logits, labels):
+    """d(s_i T - t_i)/dz_j = T s_i ([i = j] - s_j), T = sum(t): T s (g - sum(g s))."""
+    softmax = exp(log_softmax(logits, axis=1))
+    if np.ndim(labels) != 1:
+        grad_out = grad_out * reduce_sum(labels, axis=1, keepdims=True)
+    return softmax * (grad_out - reduce_sum(grad_out * softmax, axis=1, keepdims=True))
+
+
+def _softmax_minus_targets_vjp_labels(grad_out, out, logits, labels):
+    """d(s_i T - t_i)/dt_j = s_i - [i = j]: sum(g s) - g; class ids have no derivative."""
+    if np.ndim(labels) == 1:
+        return None
+    return reduce_sum(grad_out * exp(log_softmax(logits, axis=1)), axis=1, keepdims=True) \
+        - grad_out
+
+
+softmax_minus_targets.defvjp(_softmax_minus_targets_vjp_logits,
+                             _softmax_minus_targets_vjp_labels)
+
+
 def _cross_entropy_vjp_logits(grad_out, out, logits, labels):
     """d loss/d logits = (softmax(logits) * sum(target) - target) / N (= softmax - target)."""
-    count, classes = np.shape(logits)
-    softmax = exp(log_softmax(logits, axis=1))
-    if np.ndim(labels) == 1:  # class ids: the target is their one-hot mask
-        one_hot = equal(reshape(labels, (count, 1)), np.arange(classes))
-        return (softmax - one_hot) * (grad_out / count)
-    return (softmax * reduce_sum(labels, axis=1, keepdims=True) - labels) * (grad_out / count)
+    return softmax_minus_targets(logits, labels) * (grad_out / np.shape(logits)[0])
 
 
 def _cross_entropy_vjp_labels(grad_out, out, logits, labels):

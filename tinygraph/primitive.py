@@ -125,8 +125,8 @@ class Primitive:
         return (not self.differentiable or self.joint_rule is not None
                 or self.input_rules is not None)
 
-    def cotangents(self, grad_out: Any, out: Any, inputs: tuple, params: dict,
-                   needed: list[bool]) -> tuple:
+    def cotangents(self, grad_out: Any, out: Any, inputs: tuple | list, params: dict,
+                   needed: list[bool]) -> tuple | list:
         """Apply the rule: one cotangent (or None) per input; inputs not ``needed`` may be None."""
         if not self.differentiable:
             return (None,) * len(inputs)
@@ -149,10 +149,8 @@ class Primitive:
         rules = self.input_rules
         if len(rules) != len(inputs):
             raise TypeError(f"{self.name}: {len(rules)} rules for {len(inputs)} inputs")
-        return tuple(
-            rule(grad_out, out, *inputs, **params) if need and rule is not None else None
-            for rule, need in zip(rules, needed)
-        )
+        return [rule(grad_out, out, *inputs, **params) if need and rule is not None else None
+                for rule, need in zip(rules, needed)]
 
     def graph_cotangents(self, grad_out: Any, out: Any, inputs: tuple, params: dict,
                          needed: list[bool]) -> tuple:
@@ -211,6 +209,39 @@ class Primitive:
         return opaque
 
     def __call__(self, *args: Any, **params: Any) -> Any:
+        if len(args) != self.arity:
+            args = self._arguments(args, params)
+        values = []
+        any_tensor = grad = False
+        for arg in args:  # one plain loop: this is the hottest code of the engine
+            if isinstance(arg, Tensor):
+                any_tensor = True
+                if arg.requires_grad:
+                    grad = True
+                values.append(arg.data)
+            else:
+                values.append(arg)
+        try:
+            out = self.forward(*values, **params)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise self._input_error(exc, values, params) from None
+        if not any_tensor:  # arrays and numbers only (e.g. a rule in a first-order pass)
+            return out
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        if grad and STATE.grad_enabled and self.differentiable:
+            result = Tensor.node(out, True, self, args, params)
+        elif STATE.tracing and (grad or _any_recorded(args)):
+            # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
+            result = Tensor.node(out, False, self, args, params)
+        else:
+            result = Tensor.node(out)
+        if STATE.anomaly:
+            check_finite(self, out, values, "forward")
+        return result
+
+    def _arguments(self, args: tuple, params: dict) -> tuple:
+        """The inputs, when some came by name or parameters came by position (``sum(x, 0)``)."""
         if params and self.input_names and len(args) < self.arity:
             args = self._keyword_inputs(args, params)
         if len(args) > self.arity:
@@ -223,34 +254,7 @@ class Primitive:
                 if name in params:
                     raise TypeError(f"{self.name}: parameter {name!r} given twice")
                 params[name] = value
-        values = []
-        any_tensor = grad = live = False
-        for arg in args:
-            if isinstance(arg, Tensor):
-                any_tensor = True
-                grad = grad or arg.requires_grad
-                live = live or arg._prim is not None
-                values.append(arg.data)
-            else:
-                values.append(arg)
-        try:
-            out = self.forward(*values, **params)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise self._input_error(exc, values, params) from None
-        if not any_tensor:
-            return out
-        if type(out) is not np.ndarray:
-            out = np.asarray(out)
-        if grad and STATE.grad_enabled and self.differentiable:
-            result = Tensor.node(out, True, self, args, params)
-        elif STATE.tracing and (grad or live):
-            # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
-            result = Tensor.node(out, False, self, args, params)
-        else:
-            result = Tensor.node(out)
-        if STATE.anomaly:
-            check_finite(self, out, values, "forward")
-        return result
+        return args
 
     def _keyword_inputs(self, args: tuple, params: dict) -> tuple:
         """Inputs given by name (``softmax_cross_entropy(x, labels=y)``) join the positional."""
@@ -280,6 +284,10 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<tinygraph primitive {self.name}>"
+
+
+def _any_recorded(args: tuple) -> bool:
+    return any(isinstance(arg, Tensor) and arg._prim is not None for arg in args)
 
 
 def check_finite(prim: Primitive, value: Any, inputs: list, where: str,

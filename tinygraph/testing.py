@@ -3,8 +3,9 @@
 - strategies: :func:`float_arrays` (given or drawn shapes and dtypes), :func:`broadcastable_shapes`
   (shapes that ``np.broadcast_shapes`` accepts), :func:`op_inputs` (valid ``(args, params)`` for a
   primitive, from its own ``sample`` function);
-- checks: :func:`check_op` (one input) and :func:`assert_op_gradients` (many drawn inputs, the
-  failure shrunk and reported as ``python -m tinygraph.gradcheck`` reports it).
+- checks: :func:`check_op` (one input) and :func:`assert_op_gradients` (many drawn inputs at one
+  derivative order, the failure shrunk and reported as ``python -m tinygraph.gradcheck``
+  reports it).
 
 Needs hypothesis (``pip install tinygraph[test]``); the rest of tinygraph does not import this.
 """
@@ -91,19 +92,24 @@ def float_arrays(shape: Shape | st.SearchStrategy[Shape] | None = None,
 
 
 def assert_op_gradients(op: Primitive | str, examples: int = 50, seed: int = 0, *,
-                        shrink: bool = True, **tolerances: Any) -> CheckResult:
+                        shrink: bool = True, order: int = 1, **tolerances: Any) -> CheckResult:
     """Assert that ``op``'s backward rule matches central differences on drawn inputs.
 
     For ``examples`` inputs from the op's ``sample`` function (the same ones as
-    ``python -m tinygraph.gradcheck --op NAME --seed SEED``), :func:`check_op` compares the VJP of
-    random output weights ``w`` with the central differences of ``sum(op(*args) * w)``.
-    ``tolerances`` are ``check_grads`` keywords (``atol``, ``rtol``, ``eps``, ``mode``). On a
-    failure raises :class:`~tinygraph.GradientCheckError` (an AssertionError) whose message is
-    the command's row and its reproduction report: the seed, the input, the input shrunk by
-    hypothesis, the errors and tolerances. Returns the row otherwise.
+    ``python -m tinygraph.gradcheck --op NAME --seed SEED``, whatever the order),
+    :func:`check_op` compares the VJP of random output weights ``w`` with the central
+    differences of ``L = sum(op(*args) * w)``. With ``order=2`` it then compares the gradient of
+    ``<grad L, v>`` for a random ``v`` (the rule differentiated again: ``H v``) with central
+    differences of it, so a rule whose second derivative is lost or wrong fails too (as does
+    one that cannot be differentiated again, with its HigherOrderError in the message); higher
+    orders go on the same way. ``tolerances`` are ``check_grads`` keywords (``atol``, ``rtol``,
+    ``eps``, ``mode``). On a failure raises :class:`~tinygraph.GradientCheckError` (an
+    AssertionError) whose message is the command's row and its reproduction report: the seed,
+    the order, the input, the input shrunk by hypothesis, the errors and tolerances. Returns the
+    row otherwise.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not this one
-    result = check_op_examples(op, examples, seed, shrink=shrink, **tolerances)
+    result = check_op_examples(op, examples, seed, order=order, shrink=shrink, **tolerances)
     if not result.passed:
         error = GradientCheckError(result.report())
         error.mismatch = result.failure.mismatch if result.failure else None

@@ -3,8 +3,11 @@
 ``to_dot(output)`` returns a ``graphviz.Digraph`` of everything that produced ``output``: one node
 per Tensor (name, shape, dtype) and one per op (name and parameters), edges in data-flow order.
 Parameters (leaves that require grad) are blue, constants and inputs grey, the output has a bold
-outline, and nodes made inside ``tg.scope(...)`` sit in labelled boxes. ``render`` writes a
-picture (or, without Graphviz's ``dot`` program, the DOT source and how to get pictures).
+outline, and nodes made inside ``tg.scope(...)`` sit in labelled boxes. Ops recorded by a reverse
+pass sit in a coloured box per pass ("backward pass 1", ...). ``to_dot_backward(output)`` records
+``output``'s reverse pass and draws it op by op next to the forward graph, the leaves' gradients
+in green. ``render`` writes a picture (or, without Graphviz's ``dot`` program, the DOT source and
+how to get pictures).
 
 This module knows the engine only through the Tensor's public attributes (``op``, ``inputs``,
 ``params``, ``scope``, ``grad``) and walks the graph with an explicit stack, so graphs of any
@@ -17,23 +20,30 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinygraph.autodiff import toposort
+from tinygraph.autodiff import reverse_pass, seed_for, toposort
 from tinygraph.files import write_atomic
+from tinygraph.state import STATE
+from tinygraph.state import scope as in_scope
 from tinygraph.tensor import Tensor
 
 PARAMETER = {"style": "filled", "fillcolor": "#cfe2ff", "color": "#3d6fb4"}
 CONSTANT = {"style": "filled", "fillcolor": "#eeeeee", "color": "#888888"}
 INTERMEDIATE = {"style": "filled", "fillcolor": "white", "color": "#555555"}
 OP = {"shape": "box", "style": "rounded,filled", "fillcolor": "#fff3cd", "color": "#b08900"}
-RULE = {"shape": "box", "style": "rounded,filled", "fillcolor": "#f8d7da", "color": "#a4303f"}
+# Ops of recorded reverse passes: (fill, border) of pass 1, 2, ... (the colours repeat after 4).
+PASS_COLOURS = (("#f8d7da", "#a4303f"), ("#e2daf5", "#5b3f9e"), ("#d3eef4", "#1c6c7d"),
+                ("#fde2cc", "#a8501a"))
+GRADIENT = {"style": "filled,bold", "fillcolor": "#d1e7dd", "color": "#1e7b45", "penwidth": "2.5"}
+SEED = {"style": "filled", "fillcolor": "#d1e7dd", "color": "#1e7b45"}
 CLUSTER = {"style": "rounded,dashed", "color": "#7a7a7a", "fontname": "Helvetica"}
 BAD = "#d62728"
+_GRAD_PASS = re.compile(r"grad pass (\d+)")  # the scope of a recorded reverse pass
 INSTALL_HINT = ("install Graphviz to get pictures: `apt-get install graphviz` (Debian/Ubuntu), "
                 "`brew install graphviz` (macOS) or `conda install graphviz`; then run "
                 "`dot -T{fmt} {dot} -o {out}`")
@@ -93,9 +103,10 @@ def _escape(text: str) -> str:
 class _Drawing:
     """Collects nodes (each with its scope) and edges, then emits nested clusters."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster_attrs: dict[str, dict] | None = None) -> None:
         self.nodes: list[tuple[str, str, dict, tuple[str, ...]]] = []
         self.edges: list[tuple[str, str, dict]] = []
+        self.cluster_attrs = cluster_attrs or {}  # by scope name: a box's look, if not CLUSTER
 
     def node(self, key: str, label: str, attrs: dict, scope: tuple[str, ...] = ()) -> None:
         self.nodes.append((key, label, attrs, scope))
@@ -138,7 +149,7 @@ class _Drawing:
         for child in children.get(scope, []):
             name = _id("cluster_" + "/".join(child))
             body.append(f"{indent}subgraph {name} {{\n")
-            cluster = {"label": child[-1], **CLUSTER}
+            cluster = {"label": child[-1], **CLUSTER, **self.cluster_attrs.get(child[-1], {})}
             body.append(f"{indent}\t{_attr_list(cluster, bare=True)}\n")
             self._emit(body, child, by_scope, children, indent + "\t")
             body.append(f"{indent}}}\n")
@@ -160,9 +171,9 @@ def _attr_list(attrs: dict, bare: bool = False) -> str:
     return inner if bare else f" [{inner}]"
 
 
-def _tensor_label(tensor: Tensor, is_output: bool, show_grads: bool, show_values: bool,
+def _tensor_label(tensor: Tensor, title: str, show_grads: bool, show_values: bool,
                   value_limit: int) -> tuple[str, bool]:
-    title = tensor.name or ("output" if is_output else "")
+    """``title`` (may be empty), shape and dtype, and optionally values and gradient."""
     lines = [title] if title else []
     lines.append(f"{_shape_text(tensor.shape)} {tensor.dtype}")
     bad = False
@@ -183,33 +194,99 @@ def to_dot(output: Tensor, *, show_grads: bool = False, show_values: bool = Fals
            title: str | None = None) -> Any:
     """A ``graphviz.Digraph`` of everything that produced ``output``.
 
+    Every tensor ``output`` depends on is drawn, including inputs that do not require grad
+    (data, masks, constants). Ops made by a recorded reverse pass (``backward(create_graph=True)``,
+    a transform) sit in a coloured box per pass, labelled "backward pass 1", "backward pass 2",
+    ... in the order the passes ran (numbered per drawing; the engine's scope is "grad pass N").
+
     - ``show_grads``: each tensor's gradient summary (shape, norm, min/max; NaN/inf in red).
       Intermediate tensors have gradients only after ``backward(retain_grads=True)``.
     - ``show_values``: the values of arrays with at most ``value_limit`` elements.
     - ``collapse``: one box per top-level scope, except the scopes named in ``expand``.
-    - ``backward``: draw the reverse pass instead: each op's backward rule as a node, from the
-      output's gradient back to the leaves' (see :func:`to_dot_backward`).
+    - ``backward``: draw ``output``'s reverse pass too, op by op (see :func:`to_dot_backward`).
     - ``max_nodes``: graphs with more drawn nodes raise :class:`GraphTooLargeError`.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"to_dot: expected a Tensor, got {type(output).__name__}")
     if backward:
-        return to_dot_backward(output, max_nodes=max_nodes, rankdir=rankdir, title=title)
-    tensors = walk(output)
-    drawing = _Drawing()
+        return to_dot_backward(output, show_values=show_values, value_limit=value_limit,
+                               collapse=collapse, expand=expand, max_nodes=max_nodes,
+                               rankdir=rankdir, title=title)
+    return _draw(walk(output), output, show_grads=show_grads, show_values=show_values,
+                 value_limit=value_limit, collapse=collapse, expand=expand,
+                 max_nodes=max_nodes, title=title or _title(output), rankdir=rankdir)
+
+
+class _Scopes:
+    """The scope names a drawing shows, and the colours of recorded reverse passes.
+
+    A recorded pass runs in the scope "grad pass N", N counted process-wide; a drawing calls
+    the passes it contains "backward pass 1", "backward pass 2", ... in the order they ran.
+    """
+
+    def __init__(self, tensors: list[Tensor]) -> None:
+        numbers = sorted({int(found.group(1)) for scope in {t.scope for t in tensors}
+                          for name in scope if (found := _GRAD_PASS.fullmatch(name))})
+        self.rename = {f"grad pass {n}": f"backward pass {k}" for k, n in enumerate(numbers, 1)}
+        self.colours = {f"backward pass {k}": PASS_COLOURS[(k - 1) % len(PASS_COLOURS)]
+                        for k in range(1, len(numbers) + 1)}
+        self._drawn: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def of(self, tensor: Tensor) -> tuple[str, ...]:
+        """The scope ``tensor`` is drawn in (its own, with passes renamed)."""
+        scope = tensor.scope
+        if not scope or not self.rename:
+            return scope
+        drawn = self._drawn.get(scope)
+        if drawn is None:
+            drawn = self._drawn[scope] = tuple(self.rename.get(name, name) for name in scope)
+        return drawn
+
+    def colour(self, scope: tuple[str, ...]) -> tuple[str, str] | None:
+        """(fill, border) of the innermost pass ``scope`` lies in, or None outside passes."""
+        for name in reversed(scope):
+            if name in self.colours:
+                return self.colours[name]
+        return None
+
+    def cluster_attrs(self) -> dict[str, dict]:
+        """The look of each pass's box: solid, in the pass's colour."""
+        return {name: {"style": "rounded", "color": border, "fontcolor": border,
+                       "penwidth": "1.5"} for name, (_, border) in self.colours.items()}
+
+
+def _draw(tensors: list[Tensor], output: Tensor, *, titles: dict[int, str] | None = None,
+          styles: dict[int, dict] | None = None, kept: Collection[int] = (),
+          show_grads: bool = False, show_values: bool = False, value_limit: int = 8,
+          collapse: bool = False, expand: Iterable[str] = (), max_nodes: int = 2000,
+          title: str, rankdir: str) -> Any:
+    """Draw ``tensors`` (inputs before consumers) and the ops that made them.
+
+    ``titles`` replace the first line of some tensors' labels, ``styles`` override their look
+    (both by id); tensors in ``kept`` stay visible even inside a collapsed scope, as ``output``
+    does.
+    """
+    titles = titles or {}
+    styles = styles or {}
+    scopes = _Scopes(tensors)
+    drawing = _Drawing(scopes.cluster_attrs())
     expanded = set(expand)
-    collapsed = _collapsed_scopes(tensors, expanded) if collapse else set()
-    box_of = _boxes(tensors, collapsed)
+    collapsed = _collapsed_scopes(tensors, expanded, scopes) if collapse else set()
+    box_of = _boxes(tensors, collapsed, scopes)
     keys = {id(t): f"t{number}" for number, t in enumerate(reversed(tensors))}
     box_members: dict[str, list[str]] = {}
     constants = 0
     for tensor in tensors:
         key = keys[id(tensor)]
         box = box_of.get(id(tensor))
+        scope = scopes.of(tensor)
         if tensor.op is not None:
             op_key = f"op{key}"
             if box is None:
-                drawing.node(op_key, _op_label(tensor), OP, tensor.scope)
+                colour = scopes.colour(scope)
+                op_attrs = OP if colour is None else OP | {"fillcolor": colour[0],
+                                                           "color": colour[1]}
+                drawing.node(op_key, _op_label(tensor), op_attrs, scope)
             else:
                 box_members.setdefault(box, []).append(tensor.op.name)
             for position, parent in enumerate(tensor.inputs):
@@ -221,34 +298,39 @@ def to_dot(output: Tensor, *, show_grads: bool = False, show_values: bool = Fals
                     constants += 1
                     tail, tail_box = f"c{constants}", None
                     drawing.node(tail, _constant_label(parent), CONSTANT | {"shape": "note"},
-                                 tensor.scope if box is None else ())
+                                 scope if box is None else ())
                 _link(drawing, tail_box or tail, box or op_key,
                       {"label": str(position)} if len(tensor.inputs) > 1 and box is None
                       else {})
             if box is None:
                 drawing.edge(op_key, key)
-        if box is not None and tensor is not output:
+        visible = tensor is output or id(tensor) in kept
+        if box is not None and not visible:
             continue
-        label, bad = _tensor_label(tensor, tensor is output, show_grads, show_values,
-                                   value_limit)
+        name = titles.get(id(tensor)) or tensor.name or ("output" if tensor is output else "")
+        label, bad = _tensor_label(tensor, name, show_grads, show_values, value_limit)
         attrs = dict(PARAMETER if tensor.is_leaf and tensor.requires_grad
                      else CONSTANT if tensor.is_leaf else INTERMEDIATE)
         attrs["shape"] = "ellipse"
+        attrs |= styles.get(id(tensor), {})
         if tensor is output:
             attrs |= {"penwidth": "2.5", "color": "black"}
         if bad:
             attrs |= {"color": BAD, "fontcolor": BAD, "penwidth": "2.5"}
-        drawing.node(key, label, attrs, tensor.scope if box is None else ())
-        if box is not None:  # the output itself sits in a collapsed scope
+        drawing.node(key, label, attrs, scope if box is None else ())
+        if box is not None:  # a tensor that stays visible sits in a collapsed scope
             _link(drawing, box, key, {})
-    scope_of_box = {box: t.scope[0] for t in tensors if (box := box_of.get(id(t)))}
+    scope_of_box = {box: scopes.of(t)[0] for t in tensors if (box := box_of.get(id(t)))}
     for box, ops in box_members.items():
         names = sorted(set(ops), key=ops.index)
         count = f"{len(ops)} op" + ("s" if len(ops) != 1 else "")
-        drawing.node(box, f"{scope_of_box[box]}\\n{count}: {', '.join(names)}",
-                     OP | {"style": "rounded,filled,bold", "fillcolor": "#ffe8a3"})
+        colour = scopes.colour((scope_of_box[box],))
+        box_attrs = OP | {"style": "rounded,filled,bold", "fillcolor": "#ffe8a3"}
+        if colour is not None:
+            box_attrs |= {"fillcolor": colour[0], "color": colour[1]}
+        drawing.node(box, f"{scope_of_box[box]}\\n{count}: {', '.join(names)}", box_attrs)
     _check_size(len(drawing.nodes), max_nodes)
-    return drawing.to_digraph(title or _title(output), rankdir)
+    return drawing.to_digraph(title, rankdir)
 
 
 def _link(drawing: _Drawing, tail: str, head: str, attrs: dict) -> None:
@@ -260,18 +342,20 @@ def _link(drawing: _Drawing, tail: str, head: str, attrs: dict) -> None:
     drawing.edge(tail, head, **attrs)
 
 
-def _collapsed_scopes(tensors: list[Tensor], expanded: set[str]) -> set[str]:
-    return {t.scope[0] for t in tensors if t.scope and t.scope[0] not in expanded}
+def _collapsed_scopes(tensors: list[Tensor], expanded: set[str], scopes: _Scopes) -> set[str]:
+    return {scope[0] for t in tensors if (scope := scopes.of(t)) and scope[0] not in expanded}
 
 
-def _boxes(tensors: list[Tensor], collapsed: set[str]) -> dict[int, str]:
+def _boxes(tensors: list[Tensor], collapsed: set[str], scopes: _Scopes) -> dict[int, str]:
     """Which collapsed-scope box each non-leaf tensor (and its op) is drawn inside.
 
     Box keys are ``box<n>`` (a colon would read as a DOT port); the scope name is the label.
     """
+    if not collapsed:
+        return {}
     keys = {name: f"box{number}" for number, name in enumerate(sorted(collapsed))}
-    return {id(t): keys[t.scope[0]] for t in tensors
-            if t.scope and t.scope[0] in collapsed and t.op is not None}
+    return {id(t): keys[scope[0]] for t in tensors
+            if t.op is not None and (scope := scopes.of(t)) and scope[0] in collapsed}
 
 
 def _op_label(tensor: Tensor) -> str:
@@ -305,42 +389,100 @@ def _check_size(count: int, limit: int) -> None:
         )
 
 
-def to_dot_backward(output: Tensor, *, max_nodes: int = 2000, rankdir: str = "BT",
-                    title: str | None = None) -> Any:
-    """The reverse pass as a graph: gradient nodes and each op's backward rule between them.
+def _node_count(tensors: list[Tensor]) -> int:
+    """How many nodes the uncollapsed drawing of ``tensors`` has: tensors, ops, array constants."""
+    count = len(tensors)
+    for tensor in tensors:
+        if tensor.op is not None:
+            count += 1 + sum(1 for x in tensor.inputs
+                             if not isinstance(x, Tensor) and np.size(x) != 1)
+    return count
 
-    For every tensor that requires grad there is a node ∂/∂(tensor); for every op a node
-    "vjp of op" that takes the gradient of the op's output and sends one cotangent to the
-    gradient of each input that requires grad. A gradient fed by several rules is their sum (Σ).
+
+def _leaves_in_reading_order(tensors: list[Tensor]) -> list[Tensor]:
+    """The leaves among ``tensors`` (inputs before consumers) in the order the ops read them.
+
+    (``x`` before ``W`` in ``x @ W``; a walk's own order lists an op's last input first.)
     """
-    tensors = toposort(output)  # the nodes that require grad: those the reverse pass visits
-    drawing = _Drawing()
-    keys = {id(t): f"g{number}" for number, t in enumerate(reversed(tensors))}
-    fan_in: dict[int, int] = {}
+    leaves: dict[int, Tensor] = {}
     for tensor in tensors:
-        for parent in tensor.inputs:
-            if isinstance(parent, Tensor) and parent.requires_grad:
-                fan_in[id(parent)] = fan_in.get(id(parent), 0) + 1
-    for tensor in tensors:
-        key = keys[id(tensor)]
-        name = tensor.name or ("output" if tensor is output else
-                               f"({tensor.op.name})" if tensor.op else "leaf")
-        summed = " (Σ)" if fan_in.get(id(tensor), 0) > 1 else ""
-        attrs = dict(PARAMETER if tensor.is_leaf else INTERMEDIATE) | {"shape": "ellipse"}
-        if tensor is output:
-            attrs |= {"penwidth": "2.5", "color": "black"}
-        drawing.node(key, f"∂/∂ {name}{summed}\\n{_shape_text(tensor.shape)}", attrs,
-                     tensor.scope)
-        if tensor.op is None:
+        for value in tensor.inputs:
+            if isinstance(value, Tensor) and value.is_leaf:
+                leaves.setdefault(id(value), value)
+    for tensor in tensors:  # a leaf no op reads: the output itself
+        if tensor.is_leaf:
+            leaves.setdefault(id(tensor), tensor)
+    return list(leaves.values())
+
+
+def to_dot_backward(output: Tensor, *, grad: Any = None, show_values: bool = False,
+                    value_limit: int = 8, collapse: bool = False, expand: Iterable[str] = (),
+                    max_nodes: int = 2000, rankdir: str = "TB",
+                    title: str | None = None) -> Any:
+    """``output``'s forward graph and its reverse pass, drawn op by op.
+
+    The reverse pass from ``output`` is recorded here (as ``backward(create_graph=True)``
+    records it), starting from ``grad`` (default: 1, for a one-element ``output``). The drawing
+    has the forward graph as :func:`to_dot` draws it, and in a coloured box "backward pass k"
+    every op the backward rules applied (mul, matmul, where, unbroadcast, ...), with edges from
+    the forward tensors and constants (masks, data) they read. The seed is a green leaf in that
+    box; each leaf's gradient is a bold green node labelled "∂output/∂x" (unnamed leaves are
+    called "leaf 1", "leaf 2", ... on both nodes). If ``output`` was itself computed by recorded
+    passes (a gradient differentiated again), those passes are drawn as "backward pass 1", ...
+    and the pass recorded here is the last one.
+
+    Drawing changes no ``.grad``: the pass writes none. It does record ops (and counts as one
+    recorded pass). So that every op the rules apply is recorded, the seed is a leaf that
+    requires grad; a ``backward(create_graph=True)`` would fold ops that depend on the seed and
+    constants alone into constants. ``show_values``, ``value_limit``, ``collapse``, ``expand``,
+    ``max_nodes``, ``rankdir`` and ``title`` are as in :func:`to_dot`.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"to_dot_backward: expected a Tensor, got {type(output).__name__}")
+    if not output.requires_grad:
+        raise ValueError("to_dot_backward: the output does not depend on any tensor with "
+                         "requires_grad=True, so it has no reverse pass to draw")
+    forward = walk(output)
+    if not collapse:  # refuse before recording a pass that could not be drawn anyway
+        _check_size(_node_count(forward), max_nodes)
+    seed_values = seed_for(output, grad, "to_dot_backward")
+    # The seed is made in the scope the pass is about to get, so that it is drawn in its box.
+    with in_scope(f"grad pass {STATE.graph_passes + 1}"):
+        seed = Tensor(seed_values, requires_grad=True)
+    ends = reverse_pass([output], [seed], create_graph=True, write_retained=False)
+
+    of = output.name or "output"
+    titles = {id(seed): f"seed ∂{of}/∂{of} = 1" if grad is None else "seed (the grad given)"}
+    styles = {id(seed): SEED}
+    unnamed = 0
+    gradients = []
+    for leaf in _leaves_in_reading_order(forward):
+        if id(leaf) not in ends:
             continue
-        rule_key = f"vjp{key}"
-        drawing.node(rule_key, f"vjp of {_op_label(tensor)}", RULE, tensor.scope)
-        drawing.edge(key, rule_key)
-        for position, parent in enumerate(tensor.inputs):
-            if isinstance(parent, Tensor) and parent.requires_grad:
-                drawing.edge(rule_key, keys[id(parent)], label=f"input {position}")
-    _check_size(len(drawing.nodes), max_nodes)
-    return drawing.to_digraph(title or f"reverse pass of {_title(output)}", rankdir)
+        cotangent = ends[id(leaf)][1]
+        if not isinstance(cotangent, Tensor):  # pragma: no cover - a recorded pass gives Tensors
+            continue
+        if leaf.name is None:
+            unnamed += 1
+            titles[id(leaf)] = f"leaf {unnamed}"
+        mark = f"∂{of}/∂{leaf.name or titles[id(leaf)]}"
+        titles[id(cotangent)] = (f"{titles[id(cotangent)]}\\n{mark}" if id(cotangent) in titles
+                                 else mark)
+        styles[id(cotangent)] = GRADIENT
+        gradients.append(cotangent)
+    tensors = toposort([output, *gradients, seed], every=True)
+    for tensor in tensors:  # an earlier pass's result kept in .grad: say whose gradient it is
+        held = tensor.grad
+        owner = tensor.name or titles.get(id(tensor))
+        if isinstance(held, Tensor) and owner and held.name is None and id(held) not in titles:
+            titles[id(held)] = f"{owner}.grad"
+            styles[id(held)] = {"color": GRADIENT["color"]}
+    what = output.name or (output.op.name if output.op else "a leaf")
+    return _draw(tensors, output, titles=titles, styles=styles,
+                 kept={id(seed), *(id(g) for g in gradients)}, show_values=show_values,
+                 value_limit=value_limit, collapse=collapse, expand=expand,
+                 max_nodes=max_nodes, title=title or f"backward graph of {what}",
+                 rankdir=rankdir)
 
 
 def render(output: Tensor | Any, path: str | os.PathLike[str], format: str = "svg",

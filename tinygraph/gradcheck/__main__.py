@@ -2,8 +2,11 @@
 
 Checks every registered primitive (built-ins and those registered by ``--import``-ed modules) on
 drawn inputs against central differences, and model losses (``--model``) along random
-directions. Prints one row per check and a summary; exit status 0 when all pass, 1 when one
-fails, 2 when the request is wrong (unknown op or model, a module that does not import).
+directions, at derivative orders 1 and 2 unless ``--order`` says otherwise: order 1 checks the
+gradient, order 2 the gradient of ``<grad f, v>`` for a random ``v`` (a Hessian-vector product,
+so that rules differentiated again are proven too). Prints one row per (check, order) and a
+summary; exit status 0 when all pass, 1 when one fails, 2 when the request is wrong (unknown op
+or model, a module that does not import).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tinygraph.files import write_atomic
-from tinygraph.gradcheck.suite import SuiteError, run_suite
+from tinygraph.gradcheck.suite import DEFAULT_ORDERS, SuiteError, run_suite
 
 
 def _positive(text: str) -> int:
@@ -39,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinygraph-gradcheck",
         description="Check every registered primitive's backward rule (and model losses) "
                     "against central differences.",
-        epilog="With --model and no --op only the models are checked. Exit status: 0 all "
-               "passed, 1 a check failed, 2 a bad request.")
+        epilog="With --model and no --op only the models are checked. Each op and model gets "
+               "one row per order; a row names its order, and the command printed for a "
+               "failed row reruns exactly that row. Exit status: 0 all passed, 1 a check "
+               "failed, 2 a bad request.")
     parser.add_argument("--op", action="append", metavar="NAME",
                         help="check only this op (repeatable); default: every registered op")
     parser.add_argument("--import", dest="imports", action="append", default=[],
@@ -51,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=_positive, default=100, metavar="N",
                         help="inputs drawn per op (default 100)")
     parser.add_argument("--seed", type=_seed, default=0, metavar="S",
-                        help="seed of the run: the same seed draws the same inputs (default 0)")
+                        help="seed of the run: the same seed draws the same inputs, whatever "
+                             "the order (default 0)")
+    parser.add_argument("--order", dest="orders", type=_positive, action="append",
+                        metavar="N",
+                        help="check derivatives of order N, ops and models alike (repeatable; "
+                             "default: --order 1 --order 2). Order 1 checks the gradient; "
+                             "order 2 the gradient of <grad f, v> for a random v (H v), after "
+                             "checking order 1 on the same input. Only the orders given get rows: "
+                             "--order 2 alone gives order-2 rows only")
     parser.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (1e-5)")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (1e-4)")
     parser.add_argument("--no-shrink", action="store_true",
@@ -91,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _import_modules(args.imports)
         ops = args.op or ([] if args.model else None)  # None: every registered op
         report = run_suite(ops, args.model, examples=args.examples, seed=args.seed,
-                           shrink=not args.no_shrink, atol=args.atol, rtol=args.rtol)
+                           orders=args.orders or DEFAULT_ORDERS, shrink=not args.no_shrink,
+                           atol=args.atol, rtol=args.rtol)
     except SuiteError as exc:
         print(f"tinygraph-gradcheck: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,11 @@ Two ways to compare:
 
 Both run in float64 on copies of the arguments; ``mode="auto"`` picks ``full`` for small inputs.
 An element or direction passes when ``|analytic - numerical| <= atol + rtol * |numerical|``.
+
+Higher orders (``order=2``, as HIPS autograd's ``check_grads(order=2)``): after the gradient,
+the gradient of ``h(x) = <grad f(x), v>`` for a fixed random ``v`` is checked the same way, which
+proves the recorded reverse pass (the rules run on Tensors) against finite differences of the
+first-order gradient; ``order=3`` goes one step further, and so on.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class ArgumentCheck:
     size: int
     max_abs_error: float
     max_rel_error: float
+    order: int = 1
 
 
 @dataclass
@@ -76,10 +82,10 @@ class GradCheckReport:
         return max((c.max_rel_error for c in self.checks), default=0.0)
 
     def __str__(self) -> str:
-        lines = [f"{'argument':<28} {'mode':<12} {'size':>8} {'max abs err':>12} "
+        lines = [f"{'argument':<28} {'order':>5} {'mode':<12} {'size':>8} {'max abs err':>12} "
                  f"{'max rel err':>12}"]
         for c in self.checks:
-            lines.append(f"{c.path:<28} {c.mode:<12} {c.size:>8} "
+            lines.append(f"{c.path:<28} {c.order:>5} {c.mode:<12} {c.size:>8} "
                          f"{c.max_abs_error:>12.2e} {c.max_rel_error:>12.2e}")
         return "\n".join(lines)
 
@@ -172,8 +178,12 @@ def _fail(path: str, mode: str, how: str, where: str, analytic: float, numerical
 def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None,
                 atol: float = 1e-5, rtol: float = 1e-4, eps: float = 1e-6, mode: str = "auto",
                 directions: int = 3, seed: int = 0, full_limit: int = 2000,
-                context: str = "") -> GradCheckReport:
+                context: str = "", order: int = 1) -> GradCheckReport:
     """Compare ``f``'s graph gradient with finite differences for every floating argument.
+
+    ``order=2`` (or more) checks derivatives of derivatives too: the gradient of
+    ``<grad f(x), v>`` for a random ``v`` drawn from ``seed``, and so on (the report holds the
+    checks of every order; an error message says which order failed).
 
     ``argnums`` defaults to every argument whose leaves are floating (integer labels are
     skipped). ``mode`` is ``"full"``, ``"directional"`` or ``"auto"`` (full up to ``full_limit``
@@ -185,6 +195,8 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
     """
     if mode not in ("auto", "full", "directional"):
         raise ValueError(f"check_grads: mode must be 'auto', 'full' or 'directional', not {mode!r}")
+    if not isinstance(order, int) or order < 1:
+        raise ValueError(f"check_grads: order must be an integer >= 1, not {order!r}")
     if argnums is None:
         numbers = differentiable_argnums(args)
         if not numbers:
@@ -194,10 +206,30 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
     work = list(args)
     for number in numbers:
         work[number] = _float64_copy(args[number])
+    report = GradCheckReport()
+    function = f
+    for level in range(1, order + 1):
+        if level > 1:  # the derivative of the last level's gradient along a random direction
+            function = _gradient_along(function, work, numbers, seed + level)
+            where = f"{context}order {level} (the gradient of <grad f, v>): "
+        else:
+            where = context
+        checks = _check_once(function, work, numbers, atol, rtol, eps, mode, directions, seed,
+                             full_limit, where)
+        for check in checks:
+            check.order = level
+        report.checks += checks
+    return report
+
+
+def _check_once(f: Any, work: list, numbers: tuple[int, ...], atol: float, rtol: float,
+                eps: float, mode: str, directions: int, seed: int, full_limit: int,
+                context: str) -> list[ArgumentCheck]:
+    """One order: ``f``'s gradient against central differences, one check per leaf."""
     _, analytic = value_and_grad(f, numbers)(*work)
     total = sum(leaf.size for n in numbers for leaf in flatten(work[n])[0])
     chosen = mode if mode != "auto" else ("full" if total <= full_limit else "directional")
-    report = GradCheckReport()
+    checks = []
     rng = np.random.default_rng(seed)
     for number, grad_tree in zip(numbers, analytic):
         leaves, _, paths = flatten(work[number])
@@ -208,8 +240,30 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
             else:
                 check = _check_directional(f, work, leaf, grad, name, atol, rtol, eps,
                                            directions, rng, seed, context)
-            report.checks.append(check)
-    return report
+            checks.append(check)
+    return checks
+
+
+def _gradient_along(f: Any, work: list, numbers: tuple[int, ...], seed: int) -> Any:
+    """``h(*args) = <grad f(*args), v>`` for a fixed random ``v``: its gradient is H v."""
+    from tinygraph import ops
+    from tinygraph.transforms import grad
+
+    rng = np.random.default_rng([seed, 2])  # not the stream the directional checks use
+    direction = [rng.standard_normal(np.shape(leaf))
+                 for n in numbers for leaf in flatten(work[n])[0]]
+    gradient = grad(f, numbers)
+
+    def along(*args: Any) -> Any:
+        total = None
+        grads = [leaf for tree in gradient(*args) for leaf in flatten(tree)[0]]
+        for g, v in zip(grads, direction):
+            term = ops.reduce_sum(ops.mul(g, v))
+            total = term if total is None else ops.add(total, term)
+        return total
+
+    along.__name__ = f"<grad {getattr(f, '__name__', 'f')}, v>"
+    return along
 
 
 def _check_full(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, name: str, atol: float,
@@ -257,8 +311,9 @@ def _check_directional(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, n
 
 
 def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: int = 0,
-             **tolerances: Any) -> GradCheckReport:
-    """Gradient-check one primitive on given inputs.
+             order: int = 1, **tolerances: Any) -> GradCheckReport:
+    """Gradient-check one primitive on given inputs (its rule; with ``order=2`` also the rule
+    differentiated again, see :func:`check_grads`).
 
     The output is projected onto fixed random weights, ``L = sum(op(*args) * w)`` with
     ``w ~ N(0, 1)`` drawn from ``seed``, so every output element's cotangent is exercised (a plain
@@ -279,5 +334,5 @@ def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: in
             full[position] = value
         return ops.reduce_sum(ops.mul(op(*full, **params), weights))
 
-    return check_grads(projected, *[args[p] for p in positions], seed=seed,
+    return check_grads(projected, *[args[p] for p in positions], seed=seed, order=order,
                        context=f"op {op.name}: ", **tolerances)

@@ -1,9 +1,10 @@
 """Results of the gradient-check suite and how they are shown: rows, reports, tables, JSON.
 
-:class:`CheckResult` is one row (an op or a model) with its :class:`Failure`, if any;
-:class:`SuiteReport` is a whole run. Both render as the table :func:`format_table` prints and as
-JSON; a failed row also renders as a reproduction report (the error, the input, the input
-hypothesis shrank it to, and the commands that run it again).
+:class:`CheckResult` is one row (an op or a model at one derivative order) with its
+:class:`Failure`, if any; :class:`SuiteReport` is a whole run. Both render as the table
+:func:`format_table` prints and as JSON; a failed row also renders as a reproduction report (the
+error, the input, the input hypothesis shrank it to, and the commands that run it again, with
+the row's ``--order``).
 """
 
 from __future__ import annotations
@@ -99,12 +100,17 @@ class Failure:
 
 @dataclass
 class CheckResult:
-    """One row of the suite: an op or a model, examples tried, worst errors, the verdict.
+    """One row of the suite: an op or a model at one order, examples tried, worst errors, verdict.
 
-    ``max_abs_error`` is ``max |analytic - numerical|`` over every example, argument and element
-    (or direction); ``max_rel_error`` is the same divided by ``max(|numerical|, 1e-12)``;
-    ``worst_shape`` is the input where the absolute error was largest (the failing input for a
-    failed check, whose errors are then that input's).
+    An order-``n`` row is ``check_op(..., order=n)`` (``check_grads(..., order=n)`` for a model)
+    on each example: order 1 compares the gradient with central differences, order 2 the
+    gradient of ``h(x) = <grad f(x), v>`` (a Hessian-vector product ``H v``) for a fixed random
+    ``v``, and so on; the orders below ``n`` are checked on the way, so a wrong first-order rule
+    fails every row of its op. ``max_abs_error`` is ``max |analytic - numerical|`` over every
+    example, argument and element (or direction) of order ``n`` itself; ``max_rel_error`` is
+    the same divided by ``max(|numerical|, 1e-12)``; ``worst_shape`` is the input where the
+    absolute error was largest (the failing input for a failed check, whose errors are then
+    those of the check that failed).
     """
 
     name: str
@@ -117,10 +123,17 @@ class CheckResult:
     seed: int
     seconds: float = 0.0
     failure: Failure | None = None
+    order: int = 1
+
+    @property
+    def label(self) -> str:
+        """``op cube at order 2``: what this row checked, for headings and summaries."""
+        return f"{self.kind} {self.name} at order {self.order}"
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "examples": self.examples,
+            "name": self.name, "kind": self.kind, "order": self.order,
+            "examples": self.examples,
             "max_abs_error": _finite_or_none(self.max_abs_error),
             "max_rel_error": _finite_or_none(self.max_rel_error),
             "worst_input_shape": self.worst_shape, "passed": self.passed, "seed": self.seed,
@@ -134,10 +147,10 @@ class CheckResult:
         if failure is None:
             return ""
         if failure.example is not None:
-            head = (f"FAIL {self.kind} {self.name}: example {failure.example} failed "
+            head = (f"FAIL {self.label}: example {failure.example} failed "
                     f"(run seed {self.seed}, example seed {failure.example_seed})")
         else:
-            head = f"FAIL {self.kind} {self.name} (seed {self.seed})"
+            head = f"FAIL {self.label} (seed {self.seed})"
         lines = [head, "  input:"]
         lines += [f"    {line}" for line in failure.input]
         lines += [f"  {line}" for line in failure.error.splitlines()]
@@ -169,28 +182,41 @@ def _format_error(value: float) -> str:
 
 
 def format_table(results: Sequence[CheckResult]) -> str:
-    """One row per check: name, kind, examples, max abs/rel error, worst input shape, result."""
+    """One row per check: name, kind, order, examples, max abs/rel error, worst input shape,
+    result."""
     name_width = max([len("check"), *(len(r.name) for r in results)])
     shape_width = max([len("worst input shape"), *(len(r.worst_shape) for r in results)])
-    lines = [f"{'check':<{name_width}}  {'kind':<5}  {'examples':>8}  {'max abs err':>11}  "
-             f"{'max rel err':>11}  {'worst input shape':<{shape_width}}  result"]
+    lines = [f"{'check':<{name_width}}  {'kind':<5}  {'order':>5}  {'examples':>8}  "
+             f"{'max abs err':>11}  {'max rel err':>11}  {'worst input shape':<{shape_width}}  "
+             "result"]
     for r in results:
         lines.append(
-            f"{r.name:<{name_width}}  {r.kind:<5}  {r.examples:>8}  "
+            f"{r.name:<{name_width}}  {r.kind:<5}  {r.order:>5}  {r.examples:>8}  "
             f"{_format_error(r.max_abs_error):>11}  {_format_error(r.max_rel_error):>11}  "
             f"{r.worst_shape:<{shape_width}}  {'ok' if r.passed else 'FAIL'}")
     return "\n".join(lines)
 
 
+def _orders_text(orders: Sequence[int]) -> str:
+    """``order 1`` or ``orders 1, 2``."""
+    shown = ", ".join(str(o) for o in orders)
+    return f"order{'s' * (len(orders) != 1)} {shown}"
+
+
 @dataclass
 class SuiteReport:
-    """Every row of a run, with its settings: a table, a summary line, JSON."""
+    """Every row of a run, with its settings: a table, a summary line, JSON.
+
+    ``orders`` are the derivative orders the run asked for; each op (and model) has one row per
+    order, so a full run has ``len(ops) * len(orders)`` op rows.
+    """
 
     results: list[CheckResult]
     seed: int
     examples: int
     tolerances: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    orders: tuple[int, ...] = (1,)
 
     @property
     def passed(self) -> bool:
@@ -204,18 +230,27 @@ class SuiteReport:
         return format_table(self.results)
 
     def summary(self) -> str:
-        ops = sum(1 for r in self.results if r.kind == "op")
-        models = len(self.results) - ops
-        tried = sum(r.examples for r in self.results if r.kind == "op")
+        """``all 62 checks passed: 31 ops (6200 examples); orders 1, 2; seed 0; 9.74 s``.
+
+        A check is a row (one op or model at one order); ops and models are counted once
+        whatever the number of orders; examples are summed over the op rows.
+        """
+        op_rows = [r for r in self.results if r.kind == "op"]
+        ops = len({r.name for r in op_rows})
+        models = len({r.name for r in self.results if r.kind != "op"})
+        tried = sum(r.examples for r in op_rows)
         parts = [f"{ops} op{'s' * (ops != 1)} ({tried} example{'s' * (tried != 1)})"] if ops \
             else []
         parts += [f"{models} model{'s' * (models != 1)}"] if models else []
         what = ", ".join(parts) or "nothing checked"
+        orders = sorted({r.order for r in self.results})
+        if orders:
+            what += f"; {_orders_text(orders)}"
         if self.passed:
             count = len(self.results)
             verdict = f"all {count} checks passed" if count != 1 else "1 check passed"
         else:
-            names = ", ".join(r.name for r in self.failed)
+            names = ", ".join(f"{r.name} order {r.order}" for r in self.failed)
             verdict = f"{len(self.failed)} of {len(self.results)} checks FAILED ({names})"
         return f"{verdict}: {what}; seed {self.seed}; {self.seconds:.2f} s"
 
@@ -228,8 +263,9 @@ class SuiteReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "seed": self.seed, "examples": self.examples,
-            "tolerances": self.tolerances, "seconds": round(self.seconds, 4),
-            "summary": self.summary(), "results": [r.to_json() for r in self.results],
+            "orders": list(self.orders), "tolerances": self.tolerances,
+            "seconds": round(self.seconds, 4), "summary": self.summary(),
+            "results": [r.to_json() for r in self.results],
         }
 
 
@@ -237,14 +273,17 @@ class SuiteReport:
 # Reproducing a failure
 # ---------------------------------------------------------------------------------------------
 
-def _reproduce_op(op: Primitive, seed: int, index: int, drawn_seed: int,
-                  tolerances: dict) -> list[str]:
+def _reproduce_op(op: Primitive, seed: int, index: int, drawn_seed: int, tolerances: dict,
+                  order: int = 1) -> list[str]:
+    """The command (for a registered op) and the Python line that run example ``index`` of
+    ``op`` at ``order`` again: ``--op NAME --seed S --order N --examples index+1`` ends the run
+    at that example, and ``check_op(..., seed=drawn_seed, order=N)`` checks it alone."""
     defaults = inspect.signature(check_grads).parameters
     changed = {k: v for k, v in tolerances.items()
                if k not in defaults or v != defaults[k].default}
     keywords = "".join(f", {k}={v!r}" for k, v in changed.items())
     python = (f"args, params = op.sample(tg.RandomDraw({drawn_seed})); "
-              f"tg.check_op(op, args, params, seed={drawn_seed}{keywords})")
+              f"tg.check_op(op, args, params, seed={drawn_seed}, order={order}{keywords})")
     if REGISTRY.get(op.name) is not op:  # an unregistered op: only the Python line finds it
         return [f"in Python, with op = your primitive: {python}"]
     command = "python -m tinygraph.gradcheck"
@@ -252,6 +291,6 @@ def _reproduce_op(op: Primitive, seed: int, index: int, drawn_seed: int,
     if op.module and not op.module.startswith("tinygraph") and op.module != "__main__":
         command += f" --import {op.module}"
         imports += f", {op.module}"
-    command += f" --op {op.name} --seed {seed} --examples {index + 1}"
+    command += f" --op {op.name} --seed {seed} --order {order} --examples {index + 1}"
     command += "".join(f" --{k} {v!r}" for k, v in changed.items() if k in ("atol", "rtol"))
     return [command, f"in Python: import {imports}; op = tg.registry()[{op.name!r}]; {python}"]

@@ -1,16 +1,27 @@
 """The gradient-check suite: every registered primitive on many drawn inputs, and model checks.
 
-Example ``k`` of op ``name`` in a run with seed ``S`` draws its inputs with
-``op.sample(RandomDraw(s))``, ``s = example_seed(S, name, k)``, and checks them with
-``check_op(op, args, params, seed=s)``: central differences of ``L = sum(op(*args) * w)``,
-``w ~ N(0, 1)``, against the rule's VJP of ``w``. An op's examples do not depend on which other
-ops run, so ``--op NAME --seed S`` reproduces that op's row of a full run. The first failing
-example ends the op's row; when hypothesis is installed it then looks for the smallest failing
-input (shrinking), which the report shows next to the original.
+Every op is checked at each derivative order asked for (``orders``, default 1 and 2), one row
+per (op, order). Example ``k`` of op ``name`` in a run with seed ``S`` draws its inputs with
+``op.sample(RandomDraw(s))``, ``s = example_seed(S, name, k)``, and the order-``n`` row checks
+them with ``check_op(op, args, params, seed=s, order=n)``:
+
+- order 1: central differences of ``L = sum(op(*args) * w)``, ``w ~ N(0, 1)``, against the
+  rule's VJP of ``w``;
+- order 2: that, then the gradient of ``h(x) = <grad L(x), v>`` for a fixed random ``v`` (the
+  Hessian-vector product ``H v``, computed by differentiating the recorded reverse pass) against
+  central differences of ``h``; order 3 differentiates once more, and so on.
+
+The example seeds depend neither on the order nor on which other ops run, so
+``--op NAME --seed S --order N`` reproduces that row of a full run. The first failing example
+ends the row; when hypothesis is installed it then looks for the smallest failing input
+(shrinking), which the report shows next to the original. A rule that cannot be differentiated
+again (it calls NumPy on its inputs) fails its order-2 row with the
+:class:`~tinygraph.HigherOrderError` that says so.
 
 Model checks come from hooks: functions of no arguments returning a :class:`ModelCheck` (or a
 tuple ``(f, args)``), found by name in the entry-point group ``tinygraph.models`` or given as
-``module:function``. They are checked along random directions (``mode="directional"``).
+``module:function``. They are checked along random directions (``mode="directional"``) at the
+same orders as the ops (the 784-64-10 network at order 2 takes a fraction of a second).
 
 The rows, the report and their formatting are in :mod:`tinygraph.gradcheck.report`.
 """
@@ -28,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.gradcheck.core import check_grads, check_op
+from tinygraph.gradcheck.core import GradCheckReport, check_grads, check_op
 from tinygraph.gradcheck.report import (
     CheckResult,
     Failure,
@@ -44,9 +55,11 @@ from tinygraph.gradcheck.report import short_repr as short_repr  # re-exported
 from tinygraph.primitive import REGISTRY, Primitive
 from tinygraph.pytree import flatten
 from tinygraph.sampling import RandomDraw
+from tinygraph.state import HigherOrderError
 
 MODEL_GROUP = "tinygraph.models"
 SHRINK_TRIES = 200
+DEFAULT_ORDERS: tuple[int, ...] = (1, 2)
 
 
 class SuiteError(ValueError):
@@ -87,13 +100,17 @@ def resolve_ops(names: Iterable[str | Primitive] | None = None) -> list[Primitiv
     return ops
 
 
-def _shrink(op: Primitive, error: BaseException, drawn_seed: int, tolerances: dict,
-            tries: int) -> tuple[tuple | None, str]:
+def _shrink(op: Primitive, error: BaseException, drawn_seed: int, order: int,
+            tolerances: dict, tries: int) -> tuple[tuple | None, str]:
     """A smallest failing ``(args, params, error)`` found by hypothesis, or why there is none.
 
     Falls back to the unshrunk example when hypothesis is not installed: the library needs it
-    nowhere else.
+    nowhere else. A :class:`~tinygraph.HigherOrderError` is not shrunk: it says the rule cannot
+    be differentiated again, which no input changes.
     """
+    if isinstance(error, HigherOrderError):
+        return None, ("unshrunk: the rule cannot be differentiated again whatever the input; "
+                      "the input above is the one drawn")
     try:
         import hypothesis
         from hypothesis.errors import NoSuchExample
@@ -107,7 +124,7 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, tolerances: di
     def fails(sample: tuple[tuple, dict]) -> bool:
         args, params = sample
         try:
-            check_op(op, args, params, seed=drawn_seed, **tolerances)
+            check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
         except kind:
             return True
         except Exception:  # a different failure is not this one
@@ -127,22 +144,49 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, tolerances: di
     except Exception as exc:  # e.g. the sample function fails on a hypothesis draw
         return None, f"unshrunk: the search failed ({type(exc).__name__}: {exc})"
     try:
-        check_op(op, args, params, seed=drawn_seed, **tolerances)
+        check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
     except Exception as exc:  # it fails by construction
         return (args, params, exc), ""
     return None, "unshrunk: the shrunk input no longer fails"
 
 
-def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *,
-                      shrink: bool = True, **tolerances: Any) -> CheckResult:
-    """Gradient-check ``op`` on ``examples`` inputs drawn from its own ``sample`` function.
+def normalize_orders(orders: int | Iterable[int]) -> tuple[int, ...]:
+    """``orders`` (one order, or several) sorted, without repeats; each an integer >= 1, and at
+    least one."""
+    chosen = []
+    for order in [orders] if isinstance(orders, (int, np.integer)) else orders:
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+            raise SuiteError(f"an order must be an integer >= 1, not {order!r}")
+        chosen.append(int(order))
+    if not chosen:
+        raise SuiteError("no order to check: give at least one (1: gradients, 2: their "
+                         "derivatives)")
+    return tuple(sorted(set(chosen)))
 
-    Each example is :func:`check_op` (central differences of the output projected on random
-    weights) with the inputs of ``RandomDraw(example_seed(seed, op.name, k))``. Stops at the
-    first failure, which hypothesis shrinks when ``shrink`` and it is installed. ``tolerances``
-    are :func:`check_grads` keywords (``atol``, ``rtol``, ``eps``, ``mode``).
+
+def _errors_of_order(report: GradCheckReport, order: int) -> tuple[float, float]:
+    """The worst absolute and relative errors of the checks of ``order`` in ``report``."""
+    checks = [c for c in report.checks if c.order == order]
+    return (max((c.max_abs_error for c in checks), default=0.0),
+            max((c.max_rel_error for c in checks), default=0.0))
+
+
+def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *,
+                      order: int = 1, shrink: bool = True, **tolerances: Any) -> CheckResult:
+    """Gradient-check ``op`` at derivative ``order`` on ``examples`` inputs from its ``sample``.
+
+    Each example is :func:`check_op` with ``order`` on the inputs of
+    ``RandomDraw(example_seed(seed, op.name, k))`` (the same inputs whatever the order): at
+    order 1 the rule's VJP of random weights ``w`` against central differences of
+    ``sum(op(*args) * w)``; at order 2 also the gradient of ``<grad, v>`` for a random ``v``
+    against central differences of it. Stops at the first failure (a wrong value, or an error
+    such as :class:`~tinygraph.HigherOrderError` from a rule that cannot be differentiated
+    again), which hypothesis shrinks when ``shrink`` and it is installed. The row's errors are
+    those of ``order`` itself. ``tolerances`` are :func:`check_grads` keywords (``atol``,
+    ``rtol``, ``eps``, ``mode``).
     """
     op = resolve_ops([op])[0]
+    order = normalize_orders([order])[0]
     start = time.perf_counter()
     worst_abs = worst_rel = 0.0
     worst_shape = "-"
@@ -150,7 +194,7 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
         failure = Failure(error=f"{op.name}: no backward rule (define one with defvjp)",
                           input=[])
         return CheckResult(op.name, "op", 0, math.nan, math.nan, "-", False, seed,
-                           time.perf_counter() - start, failure)
+                           time.perf_counter() - start, failure, order)
     for index in range(examples):
         drawn_seed = example_seed(seed, op.name, index)
         try:
@@ -158,18 +202,20 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
         except Exception as error:
             failure = Failure(error=f"the sample function failed: {_error_text(error)}",
                               input=[], example=index, example_seed=drawn_seed,
-                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances))
+                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
+                                                      order))
             return CheckResult(op.name, "op", index + 1, math.nan, math.nan, "-", False, seed,
-                               time.perf_counter() - start, failure)
+                               time.perf_counter() - start, failure, order)
         try:
-            report = check_op(op, args, params, seed=drawn_seed, **tolerances)
+            report = check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
         except Exception as error:
             failure = Failure(error=_error_text(error), input=describe_input(args, params),
                               example=index, example_seed=drawn_seed,
-                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances),
+                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
+                                                      order),
                               mismatch=getattr(error, "mismatch", None))
             if shrink:
-                shrunk, failure.shrink_note = _shrink(op, error, drawn_seed, tolerances,
+                shrunk, failure.shrink_note = _shrink(op, error, drawn_seed, order, tolerances,
                                                       SHRINK_TRIES)
                 if shrunk is not None:
                     failure.shrunk_input = describe_input(shrunk[0], shrunk[1])
@@ -180,13 +226,14 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
                 mismatch.abs_error if mismatch else math.nan,
                 mismatch.rel_error if mismatch else math.nan,
                 input_shapes(args), False, seed,
-                time.perf_counter() - start, failure)
-        if index == 0 or report.max_abs_error > worst_abs:
+                time.perf_counter() - start, failure, order)
+        abs_error, rel_error = _errors_of_order(report, order)
+        if index == 0 or abs_error > worst_abs:
             worst_shape = input_shapes(args)
-        worst_abs = max(worst_abs, report.max_abs_error)
-        worst_rel = max(worst_rel, report.max_rel_error)
+        worst_abs = max(worst_abs, abs_error)
+        worst_rel = max(worst_rel, rel_error)
     return CheckResult(op.name, "op", examples, worst_abs, worst_rel, worst_shape, True, seed,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, order=order)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,35 +324,41 @@ def _leaf_label(check: ModelCheck, path: str) -> str:
 
 
 def check_model(name: str, model: str | Callable[[], Any] | ModelCheck | None = None,
-                seed: int = 0, **tolerances: Any) -> CheckResult:
+                seed: int = 0, *, order: int = 1, **tolerances: Any) -> CheckResult:
     """Gradient-check a model's loss along random directions ``v``: ``<grad f, v>`` against
     ``(f(x + eps v) - f(x - eps v)) / 2 eps``, ``v ~ N(0, I)`` drawn from ``seed``.
 
-    ``model`` is a :class:`ModelCheck`, a hook returning one, or a name for :func:`load_model`
-    (default: ``name``). The model's own ``options`` come first, then ``tolerances``; the mode
-    is ``directional`` unless one of them says otherwise.
+    At ``order`` 2 the gradient of ``h(x) = <grad f(x), u>`` for a fixed random ``u`` (the
+    Hessian-vector product ``H u``) is then checked the same way, and so on (see
+    :func:`check_grads`); the row's errors are those of ``order`` itself. ``model`` is a
+    :class:`ModelCheck`, a hook returning one, or a name for :func:`load_model` (default:
+    ``name``). The model's own ``options`` come first, then ``tolerances``; the mode is
+    ``directional`` unless one of them says otherwise.
     """
     start = time.perf_counter()
+    order = normalize_orders([order])[0]
     check = model_check(name if model is None else model)
     options = {"mode": "directional", **check.options, **tolerances}
     try:
         report = check_grads(check.f, *check.args, argnums=check.argnums, seed=seed,
-                             context=f"model {name}: ", **options)
+                             context=f"model {name}: ", order=order, **options)
     except Exception as error:
         mismatch = getattr(error, "mismatch", None)
         shapes = [f"arg {i}: {_tree_shapes(a)}" for i, a in enumerate(check.args)]
         failure = Failure(error=_error_text(error), input=shapes,
                           reproduce=[f"python -m tinygraph.gradcheck --model {name} "
-                                     f"--seed {seed}"], mismatch=mismatch)
+                                     f"--seed {seed} --order {order}"], mismatch=mismatch)
         return CheckResult(name, "model", 1,
                            mismatch.abs_error if mismatch else math.nan,
                            mismatch.rel_error if mismatch else math.nan,
                            _leaf_label(check, mismatch.path) if mismatch else "-", False, seed,
-                           time.perf_counter() - start, failure)
-    worst = max(report.checks, key=lambda c: c.max_abs_error, default=None)
-    return CheckResult(name, "model", 1, report.max_abs_error, report.max_rel_error,
+                           time.perf_counter() - start, failure, order)
+    own = [c for c in report.checks if c.order == order]
+    worst = max(own, key=lambda c: c.max_abs_error, default=None)
+    abs_error, rel_error = _errors_of_order(report, order)
+    return CheckResult(name, "model", 1, abs_error, rel_error,
                        _leaf_label(check, worst.path) if worst else "-", True, seed,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, order=order)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,17 +366,24 @@ def check_model(name: str, model: str | Callable[[], Any] | ModelCheck | None = 
 # ---------------------------------------------------------------------------------------------
 
 def run_suite(ops: Iterable[str | Primitive] | None = None, models: Sequence[str] = (), *,
-              examples: int = 100, seed: int = 0, shrink: bool = True,
-              **tolerances: Any) -> SuiteReport:
-    """Check ``ops`` (every registered op when None; ``[]`` for none) and ``models``.
+              examples: int = 100, seed: int = 0,
+              orders: int | Iterable[int] = DEFAULT_ORDERS,
+              shrink: bool = True, **tolerances: Any) -> SuiteReport:
+    """Check ``ops`` (every registered op when None; ``[]`` for none) and ``models`` at each of
+    ``orders`` (default 1 and 2: gradients and their derivatives; one int for one order).
 
-    Names are resolved and model checks built before anything runs, so an unknown name or a
-    broken hook fails fast with :class:`SuiteError`.
+    One row per (op, order), ops in the order given and each op's orders ascending, then one
+    row per (model, order): ``len(ops) * len(orders)`` op rows. Names and orders are checked
+    and model checks built before anything runs, so an unknown name, a bad order or a broken
+    hook fails fast with :class:`SuiteError`.
     """
     chosen = resolve_ops(ops)
+    levels = normalize_orders(orders)
     start = time.perf_counter()
     checks = [(name, model_check(name)) for name in models]
-    results = [check_op_examples(op, examples, seed, shrink=shrink, **tolerances)
-               for op in chosen]
-    results += [check_model(name, check, seed, **tolerances) for name, check in checks]
-    return SuiteReport(results, seed, examples, dict(tolerances), time.perf_counter() - start)
+    results = [check_op_examples(op, examples, seed, order=order, shrink=shrink, **tolerances)
+               for op in chosen for order in levels]
+    results += [check_model(name, check, seed, order=order, **tolerances)
+                for name, check in checks for order in levels]
+    return SuiteReport(results, seed, examples, dict(tolerances), time.perf_counter() - start,
+                       levels)
