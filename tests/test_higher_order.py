@@ -451,3 +451,37 @@ def test_non_differentiable_masks_and_where():
     assert np.array_equal(x.grad, [-1.0, 1.0, 4.0])
     assert np.array_equal(tg.grad(lambda v: tg.sum(tg.stop_gradient(v) * v))(np.array([3.0])),
                           [3.0])
+
+
+def test_jacobian_and_hessian_nested_inside_other_transforms():
+    def f(x):
+        return tg.sum(tg.tanh(x) * x**2)
+
+    x = np.array([0.3, -0.6, 1.1])
+
+    def trace_of_hessian(v):
+        return tg.sum(tg.hessian(f)(v))
+
+    # d/dx sum(H(x)): the Hessian is recorded (its rows stacked as ops), then differentiated
+    got = tg.grad(trace_of_hessian)(x)
+    eps = 1e-5
+    numerical = [(np.sum(tg.hessian(f)(x + eps * e)) - np.sum(tg.hessian(f)(x - eps * e)))
+                 / (2 * eps) for e in np.eye(3)]
+    assert np.allclose(got, numerical, atol=1e-7)
+    traced = tg.trace(lambda v: tg.hessian(f)(v))
+    assert np.allclose(traced(x), tg.hessian(f)(x), atol=1e-14)
+    assert np.allclose(traced(2 * x), tg.hessian(f)(2 * x), atol=1e-14)
+    jac_inside = tg.grad(lambda v: tg.sum(tg.jacobian(lambda u: tg.sigmoid(u) * u)(v)))(x)
+    s = 1 / (1 + np.exp(-x))
+    # J is diagonal with s + x s (1 - s); its derivative along x_i
+    d = s * (1 - s)
+    assert np.allclose(jac_inside, d + d + x * d * (1 - 2 * s), atol=1e-12)
+
+
+def test_transforms_give_clear_errors():
+    with pytest.raises(ValueError, match=r"tangents\[0\] has shape \(3,\), the primals \(2,\)"):
+        tg.jvp(lambda x: x * 2, (np.ones(2),), (np.ones(3),))
+    with pytest.raises(ValueError, match="tangents must have the structure of the primals"):
+        tg.hvp(lambda x: tg.sum(x), (np.ones(2),), (np.ones(2), np.ones(2)))
+    with pytest.raises(TypeError, match="jacobian.*must return Tensors, got float"):
+        tg.jacobian(lambda x: 3.0)(np.ones(2))

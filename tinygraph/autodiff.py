@@ -41,7 +41,9 @@ def toposort(root: Tensor | Iterable[Tensor], every: bool = False,
     roots = [root] if isinstance(root, Tensor) else list(root)
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    stack: list[tuple[Tensor, bool]] = []
+    for each in reversed(roots):
+        stack.append((each, False))
     while stack:
         node, finished = stack.pop()
         if finished:

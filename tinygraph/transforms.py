@@ -86,14 +86,17 @@ def _call(f: Callable[..., Any], args: list, kwargs: dict) -> Any:
 def _cotangents(roots: list[Any], seeds: list[Any], variables: list[Tensor],
                 record: bool) -> list[Any]:
     """The cotangent reaching each variable from ``roots`` seeded with ``seeds`` (None: none)."""
-    pairs = [(r, s) for r, s in zip(roots, seeds) if isinstance(r, Tensor) and r.requires_grad]
-    if not pairs or not variables:
+    live_roots, live_seeds = [], []
+    for root, seed in zip(roots, seeds):
+        if isinstance(root, Tensor) and root.requires_grad:
+            live_roots.append(root)
+            live_seeds.append(seed if not record or isinstance(seed, Tensor)
+                              else Tensor.node(seed))
+    if not live_roots or not variables:
         return [None] * len(variables)
-    if record:
-        pairs = [(r, s if isinstance(s, Tensor) else Tensor.node(s)) for r, s in pairs]
     targets = {id(v) for v in variables} if record else None
-    ends = reverse_pass([r for r, _ in pairs], [s for _, s in pairs], targets=targets,
-                        create_graph=record, write_retained=False)
+    ends = reverse_pass(live_roots, live_seeds, targets=targets, create_graph=record,
+                        write_retained=False)
     return [ends[id(v)][1] if id(v) in ends else None for v in variables]
 
 
@@ -102,12 +105,15 @@ def _zeros(variable: Tensor, joined: bool) -> Any:
     return Tensor.node(zeros) if joined else zeros
 
 
-def _owned(values: list[Any]) -> list[Any]:
-    """Arrays the caller owns: no read-only broadcast views, no array handed out twice."""
+def _owned(values: list[Any], variables: list[Tensor]) -> list[Any]:
+    """Arrays the caller owns: zeros where no cotangent arrived (None), no read-only broadcast
+    views, no array handed out twice."""
     seen: set[int] = set()
     result = []
-    for value in values:
-        if isinstance(value, np.ndarray) and (not value.flags.writeable or id(value) in seen):
+    for value, variable in zip(values, variables):
+        if value is None:
+            value = np.zeros_like(variable.data)
+        elif isinstance(value, np.ndarray) and (not value.flags.writeable or id(value) in seen):
             value = value.copy()
         seen.add(id(value))
         result.append(value)
@@ -165,11 +171,11 @@ def value_and_grad(f: Callable[..., Any],
         out = _scalar_output(_call(f, args_list, kwargs), where)
         variables = [t for _, tensors in wrapped for t in tensors]
         found = _cotangents([out], [np.ones_like(out.data)], variables, joined)
-        grads = [_zeros(v, joined) if c is None else c for v, c in zip(variables, found)]
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())
+            grads = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
         else:
-            value, grads = out.data.reshape(()), _owned(grads)
+            value, grads = out.data.reshape(()), _owned(found, variables)
         return value, _regroup(wrapped, grads, isinstance(argnums, int))
 
     TRANSFORMS[value_and_grad_f] = ("value_and_grad", f, argnums)
@@ -227,8 +233,11 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple]
         seeds = [s if isinstance(s, Tensor) else seed_for(o, s, where)
                  if isinstance(o, Tensor) else s for s, o in zip(seeds, out_leaves)]
         found = _cotangents(out_leaves, seeds, variables, record)
-        values = [_zeros(v, record) if c is None else c for v, c in zip(variables, found)]
-        return _regroup(wrapped, values if record else _owned(values), single=False)
+        if record:
+            values = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
+        else:
+            values = _owned(found, variables)
+        return _regroup(wrapped, values, single=False)
 
     return _hand_out(out_leaves, out_treedef, joined), vjp_fn
 
@@ -292,7 +301,7 @@ def jvp(f: Callable[..., Any], primals: tuple | list,
             value = _zeros(leaf, joined) if isinstance(leaf, Tensor) else np.zeros(np.shape(leaf))
         tangents_out.append(value)
     if not joined:
-        tangents_out = _owned(tangents_out)
+        tangents_out = _owned(tangents_out, out_leaves)
     return _hand_out(out_leaves, out_treedef, joined), unflatten(out_treedef, tangents_out)
 
 
