@@ -118,8 +118,16 @@ def _comparison(name: str, ufunc: np.ufunc, symbol: str) -> Any:
 
 
 def _ufunc_into(ufunc: np.ufunc) -> Any:
-    """``forward_into`` for an op that is one NumPy ufunc: the ufunc with ``out=``."""
-    return lambda out, *inputs: ufunc(*inputs, out=out)
+    """``forward_into`` for an op that is one NumPy ufunc: the ufunc with ``out=``.
+
+    It carries the ufunc (``.ufunc``), so that compiled programs call it directly and may let it
+    write over an input that is not needed afterwards (elementwise, that is safe).
+    """
+    def into(out, *inputs):
+        return ufunc(*inputs, out=out)
+
+    into.ufunc = ufunc
+    return into
 
 
 def _broadcast_explain(*inputs: Any) -> str:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tinygraph.autodiff import toposort
-from tinygraph.primitive import Primitive
+from tinygraph.compile import Compiled, GuardError
+from tinygraph.primitive import check_finite
+from tinygraph.program import Equation, Input, Program
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import STATE, TraceError, connected, enable_grad, no_grad
 from tinygraph.tensor import Tensor, as_float_array
@@ -69,74 +70,67 @@ def _describe(signature: tuple) -> str:
     return f"{signature[1]} {signature[2]!r}"
 
 
-@dataclass
-class _Step:
-    """One primitive application: ``slots[out] = prim(*slots[refs], **params)``."""
+class _Trace:
+    """One traced signature: its program, and that program compiled."""
 
-    prim: Primitive
-    refs: tuple[int, ...]
-    params: dict
-    out: int
-    buffer: np.ndarray | None  # where forward_into writes, allocated once
-    recorded_grad: bool  # differentiable when traced (False: made under no_grad)
+    def __init__(self, program: Program, arg_treedefs: list[Any],
+                 statics: dict[int, Any]) -> None:
+        self.program = program
+        self.compiled = Compiled(program, arg_treedefs, statics)
 
-
-@dataclass
-class _Plan:
-    """A flat program over numbered slots; constants and buffers are filled in once."""
-
-    template: list[Any] = field(default_factory=list)
-    inputs: list[tuple[int, int, bool]] = field(default_factory=list)  # (slot, leaf, to float)
-    steps: list[_Step] = field(default_factory=list)
-    output_treedef: Any = None
-    outputs: list[tuple[int | None, Any, bool]] = field(default_factory=list)  # slot, const, copy
-
-    def slot(self, value: Any = None) -> int:
-        self.template.append(value)
-        return len(self.template) - 1
-
-    def _load(self, leaves: list[Any], keep_tensors: bool) -> list[Any]:
-        slots = list(self.template)
-        for slot, position, to_float in self.inputs:
-            leaf = leaves[position]
+    def _values(self, leaves: list[Any], keep_tensors: bool) -> list[Any]:
+        values = []
+        for item in self.program.inputs:
+            leaf = leaves[item.leaf]
             if keep_tensors and isinstance(leaf, Tensor):
-                slots[slot] = leaf
+                values.append(leaf)
                 continue
             data = leaf.data if isinstance(leaf, Tensor) else leaf
-            slots[slot] = as_float_array(data) if to_float else data
-        return slots
+            values.append(as_float_array(data) if item.to_float else data)
+        return values
+
+    def _results(self, flat: list[Any]) -> Any:
+        program = self.program
+        results = iter(flat)
+        leaves = []
+        for value, constant in zip(program.outputs, program.output_constants):
+            if value is None:
+                leaves.append(constant.copy() if isinstance(constant, np.ndarray) else constant)
+            else:
+                leaves.append(next(results))
+        return unflatten(program.output_treedef, leaves)
 
     def run(self, leaves: list[Any]) -> Any:
-        """Replay on arrays: each op's forward, into its buffer where it has one."""
-        slots = self._load(leaves, keep_tensors=False)
-        for step in self.steps:
-            values = [slots[r] for r in step.refs]
-            if step.buffer is None:
-                result = step.prim.forward(*values, **step.params)
-                slots[step.out] = result if type(result) is np.ndarray else np.asarray(result)
-            else:
-                slots[step.out] = step.prim.forward_into(step.buffer, *values, **step.params)
-        outputs = []
-        for slot, constant, copy in self.outputs:
-            if slot is None:
-                value = constant.copy() if isinstance(constant, np.ndarray) else constant
-            else:
-                value = np.array(slots[slot], copy=True) if copy else slots[slot]
-            outputs.append(value)
-        return unflatten(self.output_treedef, outputs)
+        """The compiled program on arrays (checked op by op under detect_anomaly)."""
+        values = self._values(leaves, keep_tensors=False)
+        if STATE.anomaly:
+            return self._results(self._interpret(values, check=True))
+        return self._results(list(self.compiled(values)))
 
     def replay(self, leaves: list[Any]) -> Any:
-        """Replay on Tensors, recording every op (inside another transform or trace)."""
-        slots = self._load(leaves, keep_tensors=True)
-        for step in self.steps:
-            values = [slots[r] for r in step.refs]
-            if step.recorded_grad:
-                slots[step.out] = step.prim(*values, **step.params)
+        """The program on Tensors, recording every op (inside another transform or trace)."""
+        return self._results(self._interpret(self._values(leaves, keep_tensors=True)))
+
+    def _interpret(self, values: list[Any], check: bool = False) -> list[Any]:
+        program = self.program
+        slots: dict[int, Any] = dict(program.constants)
+        for item, value in zip(program.inputs, values):
+            slots[item.value] = value
+        recording = any(isinstance(v, Tensor) for v in values)
+        for eq in program.equations:
+            args = [slots[v] for v in eq.inputs]
+            if not recording:
+                result = eq.prim.forward(*args, **eq.params)
+                if check:
+                    check_finite(eq.prim, result, args, "compiled step")
+            elif eq.grad:
+                result = eq.prim(*args, **eq.params)
             else:
                 with no_grad():
-                    slots[step.out] = step.prim(*values, **step.params)
-        return unflatten(self.output_treedef, [constant if slot is None else slots[slot]
-                                               for slot, constant, _ in self.outputs])
+                    result = eq.prim(*args, **eq.params)
+            slots[eq.out] = result
+        outputs = [slots[v] for v in program.outputs if v is not None]
+        return outputs if recording else [np.array(v, copy=True) for v in outputs]
 
 
 def _counts(owner: list[int], count: int) -> list[int]:
@@ -168,7 +162,8 @@ class Traced:
         self.function = fn
         self.retrace = retrace
         self.max_traces = max_traces
-        self.plans: dict[tuple, _Plan] = {}
+        self.plans: dict[tuple, _Trace] = {}
+        self._last: _Trace | None = None
         self.name = getattr(transform[1] if transform else fn, "__name__", "f")
         functools.update_wrapper(self, fn)
 
@@ -178,6 +173,12 @@ class Traced:
         return len(self.plans)
 
     def __call__(self, *args: Any) -> Any:
+        last = self._last
+        if last is not None and not STATE.anomaly:
+            try:  # the call fits the most recent trace: its compiled entry does everything
+                return last.compiled.entry(*args)
+            except GuardError:
+                pass
         parts = [flatten(arg) for arg in args]
         leaves = [leaf for part in parts for leaf in part[0]]
         owner = [number for number, part in enumerate(parts) for _ in part[0]]
@@ -194,11 +195,30 @@ class Traced:
                     f"trace({self.name}): {len(self.plans)} signatures traced already "
                     f"(max_traces={self.max_traces}); argument shapes keep changing"
                 )
-            plan = self._build(args, leaves, [part[1] for part in parts], owner, numbers)
+            plan = self._build(args, leaves, [part[1] for part in parts], owner, numbers, paths)
             self.plans[key] = plan
+        self._last = plan
         if connected() and any(_is_live(leaf) for leaf in leaves):
             return plan.replay(leaves)  # inside a transform: record, so it can differentiate
-        return plan.run(leaves)
+        try:
+            return plan.run(leaves)
+        except GuardError:  # the key matched, so this cannot happen; say so if it does
+            raise TraceError(f"trace({self.name}): an input does not fit the compiled "
+                             "program although its signature matched") from None
+
+    @property
+    def program(self) -> Program:
+        """The program of the most recent trace (``print`` it to read it)."""
+        if not self.plans:
+            raise TraceError(f"trace({self.name}): nothing traced yet; call it first")
+        return next(reversed(self.plans.values())).program
+
+    @property
+    def source(self) -> str:
+        """The Python source the most recent trace was compiled to."""
+        if not self.plans:
+            raise TraceError(f"trace({self.name}): nothing traced yet; call it first")
+        return next(reversed(self.plans.values())).compiled.source
 
     def _differentiated(self, count: int) -> tuple[int, ...]:
         if self.argnums is None:
@@ -225,11 +245,11 @@ class Traced:
 
     # -- recording ---------------------------------------------------------------------------
     def _build(self, args: tuple, leaves: list[Any], treedefs: list[Any], owner: list[int],
-               numbers: tuple[int, ...]) -> _Plan:
-        plan = _Plan()
+               numbers: tuple[int, ...], paths: list[str]) -> _Trace:
+        program = Program()
         inside = connected()  # traced while an enclosing transform records
         tensors: list[Any] = []
-        slot_of: dict[int, int] = {}
+        value_of: dict[int, int] = {}
         for position, leaf in enumerate(leaves):
             to_float = owner[position] in numbers
             if not _is_array(leaf) and not to_float:
@@ -246,9 +266,10 @@ class Traced:
                 data = np.asarray(data)
             tensor = Tensor.node(data, requires_grad=True)  # every array is recorded, ints too
             tensors.append(tensor)
-            slot = plan.slot()
-            slot_of[id(tensor)] = slot
-            plan.inputs.append((slot, position, to_float))
+            value = program.new_value()
+            value_of[id(tensor)] = value
+            program.inputs.append(Input(value, position, paths[position], data.shape,
+                                        data.dtype, to_float))
         chunks = iter(tensors)
         traced_args = tuple(unflatten(treedef, [next(chunks) for _ in range(size)])
                             for treedef, size in zip(treedefs, _counts(owner, len(args))))
@@ -267,8 +288,8 @@ class Traced:
 
         out_leaves, out_treedef, _ = flatten(result)
         roots = [leaf for leaf in out_leaves if isinstance(leaf, Tensor)]
-        order = toposort(roots, every=True, stop=set(slot_of))
-        depends = set(slot_of)  # nodes computed from the inputs: the program's steps
+        order = toposort(roots, every=True, stop=set(value_of))
+        depends = set(value_of)  # nodes computed from the inputs: the program's equations
         for node in order:
             if node._prim is not None and any(isinstance(x, Tensor) and id(x) in depends
                                               for x in node._inputs):
@@ -276,56 +297,43 @@ class Traced:
 
         def ref(value: Any) -> int:
             if not isinstance(value, Tensor):
-                return plan.slot(value)
-            if id(value) not in slot_of:  # made outside the trace's inputs: a constant
+                number = program.new_value()
+                program.constants[number] = value
+                return number
+            if id(value) not in value_of:  # made outside the trace's inputs: a constant
                 if inside and _is_live(value):
                     raise TraceError(
                         f"trace({self.name}): the function uses a Tensor of an enclosing "
                         "transform that is not one of its arguments (a closure); its value "
                         "would be frozen into the trace and its derivative lost. Pass it "
                         "as an argument")
-                slot_of[id(value)] = plan.slot(value.data)
-            return slot_of[id(value)]
+                number = program.new_value()
+                program.constants[number] = value.data
+                value_of[id(value)] = number
+            return value_of[id(value)]
 
         for node in order:
-            if id(node) not in depends or id(node) in slot_of:
+            if id(node) not in depends or id(node) in value_of:
                 continue
-            refs = tuple(ref(x) for x in node._inputs)
-            slot = plan.slot()
-            slot_of[id(node)] = slot
-            buffer = None
-            if node._prim.forward_into is not None and node.data.base is None:
-                buffer = np.empty_like(node.data)
-            plan.steps.append(_Step(node._prim, refs, node._params, slot, buffer,
-                                    node.requires_grad))
-
-        plan.output_treedef = out_treedef
-        plan.outputs = self._outputs(plan, slot_of, out_leaves, order, depends)
-        return plan
-
-    def _outputs(self, plan: _Plan, slot_of: dict, out_leaves: list, order: list[Tensor],
-                 depends: set[int]) -> list[tuple[int | None, Any, bool]]:
-        """Where each output comes from, and whether it must be copied to be the caller's own.
-
-        A copy is needed where the replay's value is a reused buffer, a trace input or
-        constant, or memory another output or value also uses (judged on the example).
-        """
-        buffered = {step.out for step in plan.steps if step.buffer is not None}
-        others = [node.data for node in order]
-        outputs = []
-        handed: set[int] = set()
+            inputs = tuple(ref(x) for x in node._inputs)
+            number = program.new_value()
+            value_of[id(node)] = number
+            data = node.data
+            same = next((i for i, x in enumerate(node._inputs)
+                         if isinstance(x, Tensor) and x.data is data), None)
+            program.equations.append(Equation(node._prim, inputs, node._params, number,
+                                              data.shape, data.dtype, node.requires_grad,
+                                              same))
+        program.output_treedef = out_treedef
         for leaf in out_leaves:
-            if not isinstance(leaf, Tensor):
-                outputs.append((None, leaf, False))
-                continue
-            if id(leaf) not in depends:
-                outputs.append((None, leaf.data, False))  # constant: copied on every call
-                continue
-            slot = slot_of[id(leaf)]
-            is_step = any(step.out == slot for step in plan.steps)
-            shared = sum(np.may_share_memory(leaf.data, other) for other in others) > 1
-            copy = (not is_step or slot in buffered or slot in handed or shared
-                    or not leaf.data.flags.writeable)
-            handed.add(slot)
-            outputs.append((slot, None, copy))
-        return outputs
+            if isinstance(leaf, Tensor) and id(leaf) in depends:
+                program.outputs.append(value_of[id(leaf)])
+                program.output_constants.append(None)
+            else:  # a constant output: copied on every call
+                program.outputs.append(None)
+                program.output_constants.append(leaf.data if isinstance(leaf, Tensor)
+                                                else leaf)
+        program.optimize()
+        statics = {position: leaf for position, leaf in enumerate(leaves)
+                   if not _is_array(leaf) and owner[position] not in numbers}
+        return _Trace(program, treedefs, statics)

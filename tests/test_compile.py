@@ -1,0 +1,182 @@
+"""The compiled step: a traced program as one generated Python function with planned buffers.
+
+Compiled results are compared with eager ones bit for bit (no fused rule changes rounding: the
+program runs the same forward functions the eager pass runs).
+"""
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from models import network
+from models.init import init_params
+from tinygraph.sampling import RandomDraw
+
+
+def mnist(dtype=np.float32, batch=16, seed=0):
+    params = init_params((784, 64, 10), "xavier", seed=1, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    return params, rng.random((batch, 784)).astype(dtype), rng.integers(0, 10, batch)
+
+
+@pytest.mark.parametrize("name", sorted(tg.registry()))
+def test_compiled_equals_eager_bitwise_on_every_op(name):
+    op = tg.registry()[name]
+    for seed in (3, 4):
+        args, params = op.sample(RandomDraw(seed))
+        positions = tuple(i for i, a in enumerate(args)
+                          if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+        weights = np.random.default_rng(seed).standard_normal(np.shape(op(*args, **params)))
+
+        def projected(*arrays, params=params, weights=weights):
+            return tg.sum(op(*arrays, **params) * weights)
+
+        eager = tg.value_and_grad(projected, argnums=positions)
+        compiled = tg.trace(eager)
+        for scale in (1.0, 1.01):  # the second call runs the compiled program
+            moved = [a * scale if i in positions else a for i, a in enumerate(args)]
+            value, grads = eager(*moved)
+            got_value, got_grads = compiled(*moved)
+            assert np.array_equal(got_value, value)
+            for want, got in zip(grads, got_grads):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def sgd_step(params, x, y, lr=0.1):
+    value, grads = tg.value_and_grad(network.loss)(params, x, y)
+    return value, {k: params[k] - lr * grads[k] for k in params}
+
+
+def momentum_step(params, velocity, x, y, lr=0.1, mu=0.9):
+    value, grads = tg.value_and_grad(network.loss)(params, x, y)
+    velocity = {k: mu * velocity[k] + grads[k] for k in params}
+    return value, {k: params[k] - lr * velocity[k] for k in params}, velocity
+
+
+def adam_step(params, m, v, t, x, y, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    value, grads = tg.value_and_grad(network.loss)(params, x, y)
+    m = {k: b1 * m[k] + (1 - b1) * grads[k] for k in params}
+    v = {k: b2 * v[k] + (1 - b2) * grads[k] * grads[k] for k in params}
+    scale = lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t)
+    new = {k: params[k] - scale * m[k] / (v[k] ** 0.5 + eps) for k in params}
+    return value, new, m, v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_step_with_updates_is_bitwise_eager(dtype):
+    params, _, _ = mnist(dtype)
+    zeros = {k: np.zeros_like(p) for k, p in params.items()}
+    for step, state in ((sgd_step, ()), (momentum_step, (zeros,)), (adam_step, (zeros, zeros))):
+        compiled = tg.trace(step)
+        eager_params, compiled_params = params, params
+        eager_state, compiled_state = state, state
+        for seed in range(3):
+            _, x, y = mnist(dtype, seed=seed)
+            extra = (3.0,) if step is adam_step else ()
+            eager_out = step(*((eager_params, *eager_state, *extra, x, y)))
+            eager_out = tg.tree_map(lambda t: t.data if isinstance(t, tg.Tensor) else t,
+                                    eager_out)
+            got = compiled(compiled_params, *compiled_state, *extra, x, y)
+            assert np.array_equal(got[0], eager_out[0])
+            for want_tree, got_tree in zip(eager_out[1:], got[1:]):
+                for k in params:
+                    assert got_tree[k].dtype == dtype
+                    assert np.array_equal(got_tree[k], want_tree[k]), (step.__name__, k)
+            eager_params, eager_state = eager_out[1], tuple(eager_out[2:])
+            compiled_params, compiled_state = got[1], tuple(got[2:])
+        assert compiled.trace_count == 1
+
+
+def test_returned_arrays_are_never_reused_buffers():
+    params, x, y = mnist()
+    compiled = tg.trace(tg.value_and_grad(network.loss))
+    value, grads = compiled(params, x, y)
+    kept = {k: g.copy() for k, g in grads.items()}
+    kept_value = value.copy()
+    _, x2, y2 = mnist(seed=7)
+    value2, grads2 = compiled(params, x2, y2)  # reuses every planned buffer
+    for k in grads:
+        assert np.array_equal(grads[k], kept[k])  # the first call's results are untouched
+        assert not np.shares_memory(grads[k], grads2[k])
+    assert value == kept_value
+    eager_value, eager_grads = tg.value_and_grad(network.loss)(params, x2, y2)
+    assert value2 == eager_value and all(np.array_equal(grads2[k], eager_grads[k])
+                                         for k in grads)
+    # outputs that are views or inputs are copies the caller owns
+    views = tg.trace(lambda a: (a.T, a.reshape(-1), a * 1.0))
+    a = np.arange(6.0).reshape(2, 3)
+    first = views(a)
+    for out in first:
+        assert not np.shares_memory(out, a)
+
+
+def test_program_prints_and_source_is_readable_and_stable():
+    params, x, y = mnist(batch=4)
+    compiled = tg.trace(tg.value_and_grad(network.loss))
+    compiled(params, x, y)
+    text = str(compiled.program)
+    assert text.startswith("program(%0: float32[784, 64] = arg 0['W1']")
+    assert "= matmul %" in text and "= softmax_cross_entropy %" in text
+    assert "identity" not in text  # pass-throughs are forwarded
+    source = compiled.source
+    assert "def program(" in source and "out=b" in source and "raise GuardError" in source
+    compile(source, "<test>", "exec")
+    again = tg.trace(tg.value_and_grad(network.loss))
+    again(params, x, y)
+    assert again.source == source  # the same trace compiles to the same text
+
+
+def test_common_subexpressions_and_dead_code_are_removed():
+    def f(a):
+        unused = tg.exp(a) * 3  # noqa: F841 - dead: not returned
+        return tg.sum(tg.tanh(a) * tg.tanh(a))
+
+    compiled = tg.trace(f)
+    compiled(np.array([0.5, 1.0]))
+    ops = [eq.prim.name for eq in compiled.program.equations]
+    assert ops.count("tanh") == 1 and "exp" not in ops
+    assert np.isclose(compiled(np.array([0.2, 0.3])), np.sum(np.tanh([0.2, 0.3]) ** 2))
+
+
+def test_retrace_on_a_new_shape_and_fast_path_checks():
+    params, x, y = mnist(batch=8)
+    compiled = tg.trace(tg.value_and_grad(network.loss))
+    compiled(params, x, y)
+    compiled(params, x[:3], y[:3])
+    assert compiled.trace_count == 2
+    value, _ = compiled(params, x, y)  # back to the first signature
+    assert value == tg.value_and_grad(network.loss)(params, x, y)[0]
+    # a Tensor, a float64 array, another static value: each takes the general path
+    assert compiled(params, tg.Tensor(x), y)[0] == value
+    compiled(params, x.astype(np.float64), y)
+    tanh_value, _ = compiled(params, x, y, "tanh")
+    assert tanh_value == tg.value_and_grad(network.loss)(params, x, y, "tanh")[0]
+
+
+def test_user_primitive_without_out_variant_in_a_compiled_step():
+    @tg.primitive(register=False)
+    def softsign(x):
+        return x / (1 + np.abs(x))
+
+    softsign.defvjp(lambda grad_out, out, x: grad_out * (1 - tg.where(x > 0, out, -out)) ** 2)
+
+    def loss(w, x):
+        return tg.sum(softsign(x @ w))
+
+    compiled = tg.trace(tg.grad(loss))
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(3, 2)), rng.normal(size=(4, 3))
+    for scale in (1.0, 2.0):
+        assert np.array_equal(compiled(w * scale, x), tg.grad(loss)(w * scale, x))
+    assert "softsign" in compiled.source
+
+
+def test_detect_anomaly_checks_every_value_of_a_compiled_step():
+    compiled = tg.trace(tg.value_and_grad(lambda t: tg.sum(tg.log(t))))
+    compiled(np.array([1.0, 2.0]))
+    with np.errstate(divide="ignore"):
+        value, _ = compiled(np.array([0.0, 2.0]))  # outside anomaly mode: -inf, as NumPy
+    assert value == -np.inf
+    with tg.detect_anomaly(), np.errstate(divide="ignore"), \
+            pytest.raises(FloatingPointError, match="log"):
+        compiled(np.array([0.0, 2.0]))

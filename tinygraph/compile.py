@@ -1,0 +1,258 @@
+"""Compile a :class:`~tinygraph.program.Program` to one Python function over NumPy.
+
+The generated function is straight-line code, one line per equation, readable in
+``traced.source``. Buffers are planned once, by value lifetime:
+
+- an op with ``forward_into`` writes into a buffer allocated when the program is compiled; when a
+  value is used for the last time its buffer goes back to a pool, and a later result of the same
+  shape and dtype reuses it. An elementwise ufunc may write over an input that dies at that very
+  line (``np.multiply(v3, v4, out=v3)``); other ops never write over their own inputs.
+- an op without ``forward_into`` allocates its result as usual (user primitives work unchanged).
+  Its result may be a view of an input (reshape, transpose), so every input of such an op lives,
+  for the planner, as long as the result does.
+- results that are returned are never in a reused buffer: they are computed by the plain forward
+  (a fresh array the caller owns), or copied when they are an input, a constant or a view.
+
+The shapes and dtypes of the inputs are checked up front (the guard), so a call that does not
+fit the compiled program never runs it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from tinygraph.program import Program
+
+
+class GuardError(Exception):
+    """An input's shape or dtype differs from the program's (internal: the caller retraces)."""
+
+
+class Compiled:
+    """The compiled function of a program, its source, and its buffers.
+
+    ``function(*values)`` takes the input arrays in the program's order and returns the flat
+    outputs; ``entry(*args)`` (when the arguments' structure is given) takes the call's own
+    arguments, and is what a traced function runs when a call fits the trace.
+    """
+
+    def __init__(self, program: Program, arg_treedefs: list[Any] | None = None,
+                 statics: dict[int, Any] | None = None) -> None:
+        self.program = program
+        namespace: dict[str, Any] = {"GuardError": GuardError}
+        self.buffers: list[np.ndarray] = []
+        source = _generate(program, namespace, self.buffers)
+        if arg_treedefs is not None:
+            source += "\n\n" + entry_source(program, arg_treedefs, statics or {}, namespace)
+        self.source = source
+        code = compile(self.source, "<tinygraph program>", "exec")
+        exec(code, namespace)  # noqa: S102 - our own generated source
+        self.function = namespace["program"]
+        self.entry = namespace.get("entry")
+
+    def __call__(self, values: list[Any]) -> tuple:
+        return self.function(*values)
+
+
+def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndarray]) -> str:
+    constants = program.constants
+    returned = {v for v in program.outputs if v is not None}
+    last_use: dict[int, int] = {}
+    for index, eq in enumerate(program.equations):
+        for value in eq.inputs:
+            last_use[value] = index
+    for value in returned:
+        last_use[value] = len(program.equations)
+    # A result made without a planned buffer may be a view of its inputs (reshape, transpose):
+    # those stay alive as long as it does. Consumers come later, so one backward sweep will do.
+    for index in range(len(program.equations) - 1, -1, -1):
+        eq = program.equations[index]
+        if eq.prim.forward_into is None or eq.out in returned:
+            for value in eq.inputs:
+                if value not in constants:
+                    last_use[value] = max(last_use[value], last_use.get(eq.out, index))
+
+    names: dict[int, str] = {item.value: f"in{item.value}" for item in program.inputs}
+    for value, constant in constants.items():
+        if isinstance(constant, (bool, int, float)) and not isinstance(constant, np.generic):
+            names[value] = repr(constant)
+        else:
+            names[value] = f"c{value}"
+            namespace[f"c{value}"] = constant
+    lines = [f"def program({', '.join(f'in{item.value}' for item in program.inputs)}):"]
+    for item in program.inputs:  # the guard
+        namespace[f"t{item.value}"] = (tuple(item.shape), np.dtype(item.dtype))
+        lines.append(f"    if in{item.value}.shape != t{item.value}[0] or in{item.value}.dtype "
+                     f"!= t{item.value}[1]: raise GuardError({item.path or '0'!r})")
+    free: dict[tuple, list[int]] = {}  # (shape, dtype) -> numbers of buffers free for reuse
+    buffer_of: dict[int, int] = {}  # value -> the buffer it lives in
+    key_of: dict[int, tuple] = {}
+
+    def release(values: Any, index: int) -> None:
+        for value in values:
+            if value in buffer_of and last_use.get(value, -1) <= index:
+                free.setdefault(key_of[value], []).append(buffer_of.pop(value))
+
+    fresh: set[int] = set()  # returned values computed into a new array by this call
+    for index, eq in enumerate(program.equations):
+        args = ", ".join(names[v] for v in eq.inputs)
+        into = eq.prim.forward_into
+        ufunc = getattr(into, "ufunc", None)
+        function_name = f"f{index}"
+        if into is not None and eq.out not in returned:
+            if ufunc is not None:  # elementwise: may overwrite an input that dies right here
+                release(dict.fromkeys(eq.inputs), index)
+            key = (tuple(eq.shape), np.dtype(eq.dtype).str)
+            if free.get(key):
+                buffer = free[key].pop()
+            else:
+                buffer = len(buffers)
+                buffers.append(np.empty(eq.shape, dtype=eq.dtype))
+                namespace[f"b{buffer}"] = buffers[buffer]
+            buffer_of[eq.out], key_of[eq.out] = buffer, key
+            if ufunc is not None and not eq.params:
+                namespace[function_name] = ufunc
+                call = f"{function_name}({args}, out=b{buffer})"
+            else:
+                namespace[function_name] = _bind(into, eq.params)
+                call = f"{function_name}(b{buffer}{', ' if args else ''}{args})"
+        else:
+            namespace[function_name] = _bind(eq.prim.forward, eq.params)
+            call = f"{function_name}({args})"
+            if into is not None:  # a forward that has an ``into`` variant makes a new array
+                fresh.add(eq.out)
+        lines.append(f"    v{eq.out} = {call}  # {eq.prim.name}")
+        names[eq.out] = f"v{eq.out}"
+        release(dict.fromkeys(eq.inputs), index)
+    results = []
+    handed: set[int] = set()
+    for value in program.outputs:
+        if value is None:
+            continue
+        name = names[value]
+        results.append(name if value in fresh and value not in handed else f"_copy({name})")
+        handed.add(value)
+    namespace["_copy"] = np.array
+    lines.append(f"    return ({', '.join(results)}{',' if len(results) == 1 else ''})")
+    return "\n".join(lines) + "\n"
+
+
+def _bind(function: Any, params: dict) -> Any:
+    return functools.partial(function, **params) if params else function
+
+
+def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, Any],
+                 namespace: dict[str, Any]) -> str:
+    """``entry(*args)``: the arguments' leaves picked out by the structure traced, checked, the
+    program called, and its results put back into the output's structure.
+
+    Any difference from the traced call (another structure, a Tensor, a number where an array
+    was, another static value) raises GuardError, and the caller takes the general path.
+    ``statics`` maps leaf positions to the values of non-array leaves (part of the trace).
+    """
+    lines: list[str] = []
+    leaves: list[str] = []
+
+    def pick(node: Any, expr: str, depth: int) -> None:
+        kind = node[0]
+        if kind == "leaf":
+            leaves.append(expr)
+        elif kind == "none":
+            lines.append(f"    if {expr} is not None: raise GuardError()")
+        elif kind == "dict":
+            lines.append(f"    if type({expr}) is not dict or len({expr}) != {len(node[1])}: "
+                         "raise GuardError()")
+            for key, child in zip(node[1], node[2]):
+                pick(child, f"{expr}[{key!r}]", depth + 1)
+        elif kind == "namedtuple":
+            name = f"T{len(namespace)}"
+            namespace[name] = node[1]
+            lines.append(f"    if type({expr}) is not {name}: raise GuardError()")
+            for field_name, child in zip(node[1]._fields, node[2]):
+                pick(child, f"{expr}.{field_name}", depth + 1)
+        else:
+            container = "list" if kind == "list" else "tuple"
+            lines.append(f"    if type({expr}) is not {container} or len({expr}) != {node[1]}: "
+                         "raise GuardError()")
+            for index, child in enumerate(node[2]):
+                pick(child, f"{expr}[{index}]", depth + 1)
+
+    for number, treedef in enumerate(arg_treedefs):
+        pick(treedef, f"a{number}", 0)
+    inputs = {item.leaf: item for item in program.inputs}
+    body = []
+    for position, expr in enumerate(leaves):
+        if position in inputs:
+            item = inputs[position]
+            body.append(f"    in{item.value} = {expr}")
+            body.append(f"    if type(in{item.value}) is not ndarray: raise GuardError()")
+        else:
+            name = f"s{position}"
+            namespace[name] = statics[position]
+            body.append(f"    if not _same({expr}, {name}): raise GuardError()")
+    namespace["ndarray"] = np.ndarray
+    namespace["_same"] = _same
+    results = []
+    output_names = iter(f"r[{i}]" for i in range(len(program.outputs)))
+    count = 0
+    for value, constant in zip(program.outputs, program.output_constants):
+        if value is None:
+            name = f"k{len(namespace)}"
+            namespace[name] = constant
+            results.append(f"_fresh({name})")
+        else:
+            results.append(f"r[{count}]")
+            count += 1
+    del output_names
+    namespace["_fresh"] = _fresh
+    built = iter(results)
+    count = len(arg_treedefs)
+    unpack = ", ".join(f"a{n}" for n in range(count)) + ("," if count == 1 else "")
+    text = ["def entry(*args):", f"    if len(args) != {count}: raise GuardError()"]
+    if count:
+        text.append(f"    {unpack} = args")
+    text.append("    try:")
+    text += ["    " + line for line in lines + body]
+    text.append("    except (KeyError, IndexError, TypeError, AttributeError):")
+    text.append("        raise GuardError() from None")
+    call = ", ".join(f"in{item.value}" for item in program.inputs)
+    text.append(f"    r = program({call})")
+    text.append(f"    return {_build_expression(program.output_treedef, built, namespace)}")
+    return "\n".join(text) + "\n"
+
+
+def _build_expression(node: Any, leaves: Any, namespace: dict[str, Any]) -> str:
+    kind = node[0]
+    if kind == "leaf":
+        return next(leaves)
+    if kind == "none":
+        return "None"
+    if kind == "dict":
+        items = ", ".join(f"{key!r}: {_build_expression(child, leaves, namespace)}"
+                          for key, child in zip(node[1], node[2]))
+        return "{" + items + "}"
+    parts = [_build_expression(child, leaves, namespace) for child in node[2]]
+    if kind == "namedtuple":
+        name = f"T{len(namespace)}"
+        namespace[name] = node[1]
+        return f"{name}({', '.join(parts)})"
+    if kind == "list":
+        return "[" + ", ".join(parts) + "]"
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _same(value: Any, traced: Any) -> bool:
+    """A static argument equals the traced one (same type, equal value)."""
+    if value is traced:
+        return True
+    try:
+        return type(value) is type(traced) and bool(value == traced)
+    except Exception:  # noqa: BLE001 - incomparable: not the same
+        return False
+
+
+def _fresh(constant: Any) -> Any:
+    return constant.copy() if isinstance(constant, np.ndarray) else constant
