@@ -485,3 +485,81 @@ def test_transforms_give_clear_errors():
         tg.hvp(lambda x: tg.sum(x), (np.ones(2),), (np.ones(2), np.ones(2)))
     with pytest.raises(TypeError, match="jacobian.*must return Tensors, got float"):
         tg.jacobian(lambda x: 3.0)(np.ones(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by review: each of these once gave a wrong number or a crash
+# ---------------------------------------------------------------------------------------------
+
+def test_no_grad_around_a_transform_gives_eager_numbers_in_traces():
+    def f(x):
+        return tg.sum(tg.tanh(x) ** 2)
+
+    def h(x):
+        with tg.no_grad():
+            g = tg.grad(f)(x)  # a constant to the outer derivative
+        return tg.sum(g * x)
+
+    x = np.array([0.3, -0.8])
+    eager = tg.grad(h)(x)
+    assert np.allclose(eager, tg.grad(f)(x))
+    assert np.array_equal(tg.trace(tg.grad(h))(x), eager)
+    assert np.array_equal(tg.grad(tg.trace(h))(x), eager)
+
+
+def test_backward_on_a_nested_transforms_own_argument_fills_its_grad():
+    def f(x):
+        tg.sum(x * x * x).backward()
+        return tg.sum(x.grad)  # sum(3 x^2): its gradient is 6 x
+
+    x = np.array([0.3, -0.8])
+    assert np.allclose(tg.grad(f)(x), 6 * x)
+    assert np.allclose(tg.trace(tg.grad(f))(x), 6 * x)
+    assert np.allclose(tg.hessian(f)(x), np.diag([6.0, 6.0]))
+
+
+def test_a_rule_failing_on_tensors_once_is_not_marked_raw_for_ever():
+    @tg.primitive(register=False)
+    def square(x):
+        return x * x
+
+    @square.defvjp
+    def square_vjp(grad_out, out, x):
+        return (grad_out * 2 * float(x),) if np.ndim(x) == 0 else (grad_out * 2 * x,)
+
+    hessian = tg.hessian(lambda v: tg.sum(square(v)))
+    assert np.array_equal(hessian(np.ones(2)), 2 * np.eye(2))
+    with pytest.raises(tg.HigherOrderError, match="square"):
+        hessian(np.array(1.0))
+    assert np.array_equal(hessian(np.ones(2)), 2 * np.eye(2))  # works again
+
+
+def test_argument_mistakes_are_refused():
+    with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
+        tg.grad(lambda a, b: tg.sum(a * b), argnums=(0, 0))(np.ones(2), np.ones(2))
+    assert np.array_equal(tg.grad(lambda a: tg.sum(a * a), argnums=np.int64(0))(np.ones(2)),
+                          [2, 2])
+    with pytest.raises(TypeError, match="jvp.*primals must be a tuple or list"):
+        tg.jvp(lambda a, b: a * b, np.array([2.0, 3.0]), np.array([1.0, 0.0]))
+    with pytest.raises(TypeError, match="hvp.*primals must be a tuple or list"):
+        tg.hvp(lambda a: tg.sum(a), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"^grad\(<lambda>\): the function must return"):
+        tg.grad(lambda x: x * 2)(np.ones(2))
+    with pytest.raises(ValueError, match="order must be an integer"):
+        tg.check_grads(lambda x: tg.sum(x), np.ones(2), order=True)
+
+
+def test_gradients_handed_out_are_never_shared():
+    a, b = (tg.Tensor(np.ones(2), requires_grad=True) for _ in range(2))
+    c = tg.Tensor(np.array([2.0, 3.0]), requires_grad=True)
+    tg.sum((a + b) * c).backward(create_graph=True)
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    seed = np.ones(2)
+    t = tg.Tensor(np.ones(2), requires_grad=True)
+    (t * 1.0).backward(grad=seed, create_graph=True)
+    assert not np.shares_memory(t.grad.data, seed)
+    _, vjp_fn = tg.vjp(lambda x: (x + 1.0).reshape(2, 1), np.ones(2))
+    u = np.ones((2, 1))
+    (pulled,) = vjp_fn(u)
+    assert not np.shares_memory(pulled, u)
+    assert tg.Tensor(tg.Tensor(np.ones(2)) > 0).dtype == np.float64  # booleans become float64

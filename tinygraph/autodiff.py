@@ -62,11 +62,6 @@ def toposort(root: Tensor | Iterable[Tensor], every: bool = False,
     return order
 
 
-def unbroadcast(cotangent: Any, shape: tuple[int, ...]) -> Any:
-    """Sum ``cotangent`` over the axes that broadcasting added or stretched, down to ``shape``."""
-    return ops.unbroadcast(cotangent, shape=tuple(shape))
-
-
 def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim: Primitive,
                   position: int) -> Any:
     """Bring a rule's cotangent to the input's shape and dtype, or say which rule is wrong.
@@ -177,7 +172,14 @@ def accumulate_grad(node: Tensor, cotangent: Any) -> None:
     graph stays intact for a later derivative.
     """
     if isinstance(cotangent, Tensor) or isinstance(node.grad, Tensor):
-        node.grad = cotangent if node.grad is None else node.grad + cotangent
+        if node.grad is None:  # its own array (two leaves may receive one cotangent)
+            node.grad = Tensor.node(np.array(cotangent.data, copy=True),
+                                    cotangent.requires_grad,
+                                    ops.identity if cotangent.requires_grad else None,
+                                    (cotangent,) if cotangent.requires_grad else (), {})
+            node.grad._scope = cotangent._scope  # drawn inside the pass that made it
+        else:
+            node.grad = node.grad + cotangent
     elif node.grad is None:
         node.grad = np.array(cotangent, dtype=node.data.dtype, copy=True)
     else:
@@ -213,8 +215,8 @@ def backward(tensor: Tensor, grad: Any = None, retain_grads: bool = False,
         )
     record = create_graph or connected()
     seed: Any = seed_for(tensor, grad)
-    if record:
-        seed = grad if isinstance(grad, Tensor) else Tensor.node(seed)
+    if record and not isinstance(grad, Tensor):
+        seed = Tensor.node(np.array(seed, copy=True))  # never the caller's array in a .grad
     ends = reverse_pass([tensor], [seed], create_graph=record, retain_grads=retain_grads)
     for leaf, cotangent in ends.values():
         if leaf.requires_grad:

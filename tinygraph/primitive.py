@@ -39,7 +39,6 @@ from tinygraph.state import STATE, HigherOrderError
 from tinygraph.tensor import Tensor
 
 REGISTRY: dict[str, Primitive] = {}
-_NO_DERIVATIVE = "this op is a backward rule run on arrays; it has no derivative"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 Rule = Callable[..., Any]
@@ -76,7 +75,7 @@ class Primitive:
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
                  "explain", "arity", "param_names", "input_names", "module", "differentiable",
-                 "raw_rule", "_opaque", "__wrapped__", "__dict__")
+                 "rule_on_arrays_only", "_opaque", "__wrapped__", "__dict__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,
@@ -101,8 +100,8 @@ class Primitive:
         # A non-differentiable op (comparisons, stop_gradient, ...) has derivative 0 almost
         # everywhere: its result never requires grad, but a trace still records it.
         self.differentiable = differentiable
-        # Set once the rule has failed on Tensors: it runs on arrays, recorded as one node.
-        self.raw_rule: str | None = None
+        # True for the opaque stand-ins of rules that run on arrays only (see graph_cotangents)
+        self.rule_on_arrays_only = False
         self._opaque: dict[int, Primitive] = {}
 
     def defvjp(self, *rules: Rule | None) -> Rule | None:
@@ -116,7 +115,7 @@ class Primitive:
             self.joint_rule, self.input_rules = rules[0], None
         else:
             self.joint_rule, self.input_rules = None, tuple(rules)
-        self.raw_rule, self._opaque = None, {}
+        self._opaque = {}
         return rules[0]
 
     @property
@@ -161,51 +160,50 @@ class Primitive:
         arrays instead, recorded as one opaque node per input: right at first order, and its
         own derivative raises HigherOrderError naming this op.
         """
-        if self.raw_rule is _NO_DERIVATIVE:  # an opaque rule itself: its rule raises
+        if self.rule_on_arrays_only:  # an opaque rule itself: its own rule raises
             return self.cotangents(grad_out, out, inputs, params, needed)
-        if self.raw_rule is None:
-            previous = STATE.rule_op
-            STATE.rule_op = self.name
-            try:
-                results = self.cotangents(grad_out, out, inputs, params, needed)
-                for result, need in zip(results, needed):
-                    if need and result is not None and not isinstance(result, Tensor):
-                        raise TypeError(f"it returned a {type(result).__name__}, not a Tensor")
-            except HigherOrderError as exc:
-                self.raw_rule = str(exc)
-            except Exception as exc:  # noqa: BLE001 - any failure on Tensors means "raw NumPy"
-                self.raw_rule = f"{type(exc).__name__}: {exc}"
-            else:
-                return results
-            finally:
-                STATE.rule_op = previous
-        return tuple(self._opaque_rule(position)(grad_out, out, *inputs, **params)
+        previous = STATE.rule_op
+        STATE.rule_op = self.name
+        try:
+            results = self.cotangents(grad_out, out, inputs, params, needed)
+            for result, need in zip(results, needed):
+                if need and result is not None and not isinstance(result, Tensor):
+                    raise TypeError(f"it returned a {type(result).__name__}, not a Tensor")
+        except (HigherOrderError, TypeError, AttributeError) as exc:  # NumPy called on Tensors
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            return results
+        finally:
+            STATE.rule_op = previous
+        # Tried again on every call (a rule may fail on Tensors for some inputs only).
+        return tuple(self._opaque_rule(position, reason)(grad_out, out, *inputs, **params)
                      if need else None for position, need in enumerate(needed))
 
-    def _opaque_rule(self, position: int) -> Primitive:
+    def _opaque_rule(self, position: int, reason: str) -> Primitive:
         """This op's rule for one input, as a primitive on arrays that has no rule of its own."""
         opaque = self._opaque.get(position)
-        if opaque is not None:
-            return opaque
-        op = self
+        if opaque is None:
+            op = self
 
-        def forward(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
-            needed = [i == position for i in range(len(inputs))]
-            cotangent = op.cotangents(grad_out, out, inputs, params, needed)[position]
-            return np.zeros(np.shape(inputs[position])) if cotangent is None else cotangent
+            def forward(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
+                needed = [i == position for i in range(len(inputs))]
+                cotangent = op.cotangents(grad_out, out, inputs, params, needed)[position]
+                return np.zeros(np.shape(inputs[position])) if cotangent is None else cotangent
 
-        def refuse(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
-            raise HigherOrderError(
-                f"{op.name}: its backward rule runs on NumPy arrays only, so it has no "
-                f"derivative of its own (on Tensors it failed: {op.raw_rule}). Write the rule "
-                "with tinygraph ops and Tensor operators to get second and higher derivatives"
-            )
+            def refuse(grad_out: Any, out: Any, *inputs: Any, **params: Any) -> Any:
+                raise HigherOrderError(
+                    f"{op.name}: its backward rule runs on NumPy arrays only, so it has no "
+                    f"derivative of its own (on Tensors it failed: {opaque.reason}). Write the "
+                    "rule with tinygraph ops and Tensor operators to get second and higher "
+                    "derivatives"
+                )
 
-        opaque = Primitive(forward, name=f"vjp of {self.name} (input {position})")
-        opaque.arity, opaque.param_names = 2 + self.arity, tuple(self.param_names)
-        opaque.defvjp(refuse)
-        opaque.raw_rule = _NO_DERIVATIVE
-        self._opaque[position] = opaque
+            opaque = Primitive(forward, name=f"vjp of {self.name} (input {position})")
+            opaque.arity, opaque.param_names = 2 + self.arity, tuple(self.param_names)
+            opaque.defvjp(refuse)
+            opaque.rule_on_arrays_only = True
+            self._opaque[position] = opaque
+        opaque.reason = reason
         return opaque
 
     def __call__(self, *args: Any, **params: Any) -> Any:

@@ -96,7 +96,8 @@ class Program:
         kept = []
         for eq in self.equations:
             eq.inputs = tuple(replace.get(v, v) for v in eq.inputs)
-            if eq.passthrough is not None:
+            # (one without a derivative, stop_gradient, must stay: on Tensors it cuts the graph)
+            if eq.passthrough is not None and eq.grad:
                 replace[eq.out] = eq.inputs[eq.passthrough]
                 continue
             kept.append(eq)

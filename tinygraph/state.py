@@ -44,8 +44,12 @@ def connected() -> bool:
     return bool(STATE.tracing) or (STATE.transform_depth > 0 and STATE.grad_enabled)
 
 
-def refuse_while_tracing(what: str) -> None:
-    """Raise if a traced function turns a Tensor into a plain value (it would be frozen)."""
+def refuse_leaving_the_graph(what: str) -> None:
+    """Raise where a Tensor would become a plain value that a recording cannot follow.
+
+    While a backward rule is recorded on Tensors (``STATE.rule_op``), HigherOrderError; while
+    ``tg.trace`` records, TraceError (the value would be frozen into the trace).
+    """
     if STATE.rule_op is not None:
         raise HigherOrderError(
             f"{STATE.rule_op}: its backward rule used {what} while the reverse pass was being "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tinygraph.state import STATE, refuse_while_tracing
+from tinygraph.state import STATE, refuse_leaving_the_graph
 
 if TYPE_CHECKING:
     from tinygraph.primitive import Primitive
@@ -24,9 +24,7 @@ _KEPT_DTYPES = (np.float16, np.float32, np.float64)
 
 def as_float_array(data: Any) -> np.ndarray:
     """``np.asarray(data)``: float16/32/64 keep their dtype; ints, bools, numbers become float64."""
-    if isinstance(data, Tensor):
-        return data.data
-    array = np.asarray(data)
+    array = data.data if isinstance(data, Tensor) else np.asarray(data)
     if array.dtype.type in _KEPT_DTYPES:
         return array
     if array.dtype.kind in "biu":
@@ -106,16 +104,16 @@ class Tensor:
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
-        refuse_while_tracing("Tensor.item()")
+        refuse_leaving_the_graph("Tensor.item()")
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
         """The underlying array (not a copy)."""
-        refuse_while_tracing("Tensor.numpy()")
+        refuse_leaving_the_graph("Tensor.numpy()")
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        refuse_while_tracing("converting a Tensor to a NumPy array")
+        refuse_leaving_the_graph("converting a Tensor to a NumPy array")
         if copy:
             return np.array(self.data, dtype=dtype, copy=True)
         if dtype is None or np.dtype(dtype) == self.data.dtype:
@@ -127,7 +125,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         """The truth of a one-element tensor (NumPy's rule: larger ones are ambiguous)."""
-        refuse_while_tracing("the truth value of a Tensor")
+        refuse_leaving_the_graph("the truth value of a Tensor")
         return bool(self.data)
 
     @property

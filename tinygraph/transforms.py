@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,25 @@ from tinygraph.tensor import Tensor, as_float_array
 TRANSFORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _single(argnums: Any) -> bool:
+    """One argument differentiated (results unwrapped), not a tuple of them."""
+    return isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
+
+
 def _argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[int, ...]:
-    numbers = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    try:
+        numbers = (int(argnums),) if _single(argnums) else tuple(argnums)
+    except TypeError:
+        raise TypeError(f"{where}: argnums must be an int or a tuple of ints, got "
+                        f"{argnums!r}") from None
     for number in numbers:
-        if not isinstance(number, int) or not -count <= number < count:
+        if (isinstance(number, bool) or not isinstance(number, (int, np.integer))
+                or not -count <= number < count):
             raise ValueError(f"{where}: argnums {argnums!r} does not fit {count} argument(s)")
-    return tuple(n % count for n in numbers)
+    result = tuple(int(n) % count for n in numbers)
+    if len(set(result)) != len(result):
+        raise ValueError(f"{where}: argnums {argnums!r} names an argument twice")
+    return result
 
 
 def _is_live(value: Any) -> bool:
@@ -49,7 +63,9 @@ def _variable(leaf: Any, where: str, number: int, path: str, joined: bool) -> Te
     enclosing pass reaches through it); otherwise a fresh leaf.
     """
     if joined and _is_live(leaf):
-        return Tensor.node(leaf.data, True, ops.identity, (leaf,), {})
+        variable = Tensor.node(leaf.data, True, ops.identity, (leaf,), {})
+        variable._retain = True  # not a leaf, yet Tensor.backward inside f fills its .grad
+        return variable
     try:
         data = leaf.data if isinstance(leaf, Tensor) else as_float_array(leaf)
     except (TypeError, ValueError):
@@ -73,14 +89,35 @@ def _variables(args: tuple, numbers: tuple[int, ...], where: str,
     return args_list, wrapped
 
 
-def _call(f: Callable[..., Any], args: list, kwargs: dict) -> Any:
-    """``f(*args)`` recorded, one transform deeper (so transforms inside it join its graph)."""
+@contextmanager
+def _deeper() -> Iterator[None]:
+    """One transform deeper, recording: transforms called inside join this one's graph."""
     STATE.transform_depth += 1
     try:
         with enable_grad():
-            return f(*args, **kwargs)
+            yield
     finally:
         STATE.transform_depth -= 1
+
+
+def _call(f: Callable[..., Any], args: list, kwargs: dict) -> Any:
+    """``f(*args)`` recorded, one transform deeper (so transforms inside it join its graph)."""
+    with _deeper():
+        return f(*args, **kwargs)
+
+
+def _joined() -> tuple[bool, bool]:
+    """(join the enclosing graph?, cut the results from it?) for a transform called now.
+
+    Under ``no_grad`` inside a trace, results must still be recorded (a replay recomputes
+    them), but as constants: ``stop_gradient`` cuts them, as eager mode (arrays) would.
+    """
+    joined = connected()
+    return joined, joined and not STATE.grad_enabled
+
+
+def _cut(values: list[Any], cut: bool) -> list[Any]:
+    return [ops.stop_gradient(v) if cut and isinstance(v, Tensor) else v for v in values]
 
 
 def _cotangents(roots: list[Any], seeds: list[Any], variables: list[Tensor],
@@ -105,15 +142,18 @@ def _zeros(variable: Tensor, joined: bool) -> Any:
     return Tensor.node(zeros) if joined else zeros
 
 
-def _owned(values: list[Any], variables: list[Tensor]) -> list[Any]:
+def _owned(values: list[Any], variables: list[Any], avoid: list[Any] = ()) -> list[Any]:
     """Arrays the caller owns: zeros where no cotangent arrived (None), no read-only broadcast
-    views, no array handed out twice."""
+    views, no array handed out twice, nothing sharing memory with ``avoid`` (the seeds)."""
     seen: set[int] = set()
     result = []
     for value, variable in zip(values, variables):
         if value is None:
             value = np.zeros_like(variable.data)
-        elif isinstance(value, np.ndarray) and (not value.flags.writeable or id(value) in seen):
+        elif isinstance(value, np.ndarray) and (
+                not value.flags.writeable or id(value) in seen
+                or any(isinstance(a, np.ndarray) and np.may_share_memory(value, a)
+                       for a in avoid)):
             value = value.copy()
         seen.add(id(value))
         result.append(value)
@@ -161,11 +201,15 @@ def value_and_grad(f: Callable[..., Any],
     ``f`` unchanged. No Tensor's ``.grad`` is touched. Inside another transform the value and
     gradients are Tensors joined to its graph (see the module documentation).
     """
-    where = f"value_and_grad({_name(f)})"
+    return _value_and_grad(f, argnums, f"value_and_grad({_name(f)})")
+
+
+def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
+                    where: str) -> Callable[..., tuple[Any, Any]]:
 
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        joined = connected()
+        joined, cut = _joined()
         numbers = _argnums(argnums, len(args), where)
         args_list, wrapped = _variables(args, numbers, where, joined)
         out = _scalar_output(_call(f, args_list, kwargs), where)
@@ -174,9 +218,10 @@ def value_and_grad(f: Callable[..., Any],
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())
             grads = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
+            value, *grads = _cut([value, *grads], cut)
         else:
             value, grads = out.data.reshape(()), _owned(found, variables)
-        return value, _regroup(wrapped, grads, isinstance(argnums, int))
+        return value, _regroup(wrapped, grads, _single(argnums))
 
     TRANSFORMS[value_and_grad_f] = ("value_and_grad", f, argnums)
     return value_and_grad_f
@@ -187,7 +232,7 @@ def grad(f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[
 
     Nests: ``grad(grad(f))`` is the second derivative of a scalar function, and so on.
     """
-    value_and_grad_f = value_and_grad(f, argnums)
+    value_and_grad_f = _value_and_grad(f, argnums, f"grad({_name(f)})")
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:
@@ -221,7 +266,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple]
     called any number of times.
     """
     where = f"vjp({_name(f)})"
-    joined = connected()
+    joined, cut = _joined()
     args_list, wrapped = _variables(primals, tuple(range(len(primals))), where, joined)
     out = _call(f, args_list, {})
     out_leaves, out_treedef, _ = flatten(out)
@@ -234,12 +279,13 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple]
                  if isinstance(o, Tensor) else s for s, o in zip(seeds, out_leaves)]
         found = _cotangents(out_leaves, seeds, variables, record)
         if record:
-            values = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
-        else:
-            values = _owned(found, variables)
+            values = _cut([_zeros(v, True) if c is None else c
+                           for v, c in zip(variables, found)], cut)
+        else:  # never the caller's own cotangent (x + 1 pulls it back unchanged)
+            values = _owned(found, variables, avoid=seeds)
         return _regroup(wrapped, values, single=False)
 
-    return _hand_out(out_leaves, out_treedef, joined), vjp_fn
+    return _hand_out(_cut(out_leaves, cut), out_treedef, joined), vjp_fn
 
 
 def _hand_out(leaves: list[Any], treedef: Any, joined: bool) -> Any:
@@ -267,11 +313,11 @@ def jvp(f: Callable[..., Any], primals: tuple | list,
     ``primals``; the result has the structure of ``f``'s output.
     """
     where = f"jvp({_name(f)})"
-    primals, tangents = tuple(primals), tuple(tangents)
+    primals, tangents = _sequences(primals, tangents, where)
     primal_leaves, primal_treedef, _ = flatten(primals)
     tangent_leaves = _check_like(tangents, primal_leaves, primal_treedef, where, "tangents",
                                  "primals")
-    joined = connected()
+    joined, cut = _joined()
     args_list, wrapped = _variables(primals, tuple(range(len(primals))), where, joined)
     out = _call(f, args_list, {})
     out_leaves, out_treedef, _ = flatten(out)
@@ -279,17 +325,13 @@ def jvp(f: Callable[..., Any], primals: tuple | list,
     # u: one variable per output; the pull-back J^T u is recorded as a function of it
     dummies = [Tensor.node(np.zeros_like(leaf.data), True) if isinstance(leaf, Tensor) else None
                for leaf in out_leaves]
-    STATE.transform_depth += 1
-    try:
+    with _deeper():
         pulled = _cotangents(out_leaves, dummies, variables, record=True)
-        with enable_grad():
-            terms = [ops.reduce_sum(c * t) for c, t in zip(pulled, tangent_leaves)
-                     if c is not None]
-            inner = terms[0] if terms else None
-            for term in terms[1:]:
-                inner = inner + term
-    finally:
-        STATE.transform_depth -= 1
+        terms = [ops.reduce_sum(c * t) for c, t in zip(pulled, tangent_leaves)
+                 if c is not None]
+        inner = terms[0] if terms else None
+        for term in terms[1:]:
+            inner = inner + term
     live = [d for d in dummies if d is not None]
     found = _cotangents([inner], [np.ones_like(inner.data)], live, joined) \
         if inner is not None else [None] * len(live)
@@ -301,8 +343,18 @@ def jvp(f: Callable[..., Any], primals: tuple | list,
             value = _zeros(leaf, joined) if isinstance(leaf, Tensor) else np.zeros(np.shape(leaf))
         tangents_out.append(value)
     if not joined:
-        tangents_out = _owned(tangents_out, out_leaves)
-    return _hand_out(out_leaves, out_treedef, joined), unflatten(out_treedef, tangents_out)
+        tangents_out = _owned(tangents_out, out_leaves, avoid=tangent_leaves)
+    return (_hand_out(_cut(out_leaves, cut), out_treedef, joined),
+            unflatten(out_treedef, _cut(tangents_out, cut)))
+
+
+def _sequences(primals: Any, tangents: Any, where: str) -> tuple[tuple, tuple]:
+    """``primals`` and ``tangents`` as tuples (one entry per argument of f), or a clear error."""
+    for name, value in (("primals", primals), ("tangents", tangents)):
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{where}: {name} must be a tuple or list with one entry per "
+                            f"argument of the function, got {type(value).__name__}")
+    return tuple(primals), tuple(tangents)
 
 
 def hvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) -> tuple:
@@ -310,7 +362,7 @@ def hvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
 
     Reverse over reverse: the gradient of ``<grad f(x), v>``, without forming the Hessian.
     """
-    primals, tangents = tuple(primals), tuple(tangents)
+    primals, tangents = _sequences(primals, tangents, f"hvp({_name(f)})")
     primal_leaves, primal_treedef, _ = flatten(primals)
     _check_like(tangents, primal_leaves, primal_treedef, f"hvp({_name(f)})", "tangents",
                 "primals")
@@ -332,10 +384,14 @@ def hvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
 # Whole matrices: jacobian, hessian
 # ---------------------------------------------------------------------------------------------
 
-def _stack(rows: list[Any], shape: tuple[int, ...]) -> Any:
-    """The rows (each of ``shape[1:]``) as one array of ``shape``; Tensors stay recorded."""
+def _stack(rows: list[Any], shape: tuple[int, ...], dtype: Any) -> Any:
+    """The rows (each of ``shape[1:]``) as one array of ``shape``; Tensors stay recorded.
+
+    Recorded, each row is scattered into a zero matrix and the matrices summed: O(n^3) for an
+    n x n Hessian, fine for the small matrices these are used on (a stack op would do better).
+    """
     if not any(isinstance(row, Tensor) for row in rows):
-        return np.stack(rows).reshape(shape) if rows else np.zeros(shape)
+        return np.stack(rows).reshape(shape) if rows else np.zeros(shape, dtype=dtype)
     total = None
     for k, row in enumerate(rows):  # each row scattered into its place, then summed
         placed = ops.scatter_add(ops.reshape(row, shape=(1, *shape[1:])),
@@ -356,7 +412,7 @@ def jacobian(f: Callable[..., Any],
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
-        joined = connected()
+        joined, cut = _joined()
         numbers = _argnums(argnums, len(args), where)
         args_list, wrapped = _variables(args, numbers, where, joined)
         out = _call(f, args_list, kwargs)
@@ -374,10 +430,12 @@ def jacobian(f: Callable[..., Any],
                 found = _cotangents([leaf], [seed.reshape(leaf.shape)], variables, joined)
                 for row, variable, cotangent in zip(rows, variables, found):
                     row.append(_zeros(variable, joined) if cotangent is None else cotangent)
-            blocks = [_stack(row, (leaf.size, *v.shape)) for row, v in zip(rows, variables)]
-            blocks = [ops.reshape(b, shape=leaf.shape + v.shape) if isinstance(b, Tensor)
-                      else b.reshape(leaf.shape + v.shape) for b, v in zip(blocks, variables)]
-            per_output.append(_regroup(wrapped, blocks, isinstance(argnums, int)))
+            blocks = [_stack(row, (leaf.size, *v.shape), leaf.dtype)
+                      for row, v in zip(rows, variables)]
+            blocks = _cut([ops.reshape(b, shape=leaf.shape + v.shape) if isinstance(b, Tensor)
+                           else b.reshape(leaf.shape + v.shape)
+                           for b, v in zip(blocks, variables)], cut)
+            per_output.append(_regroup(wrapped, blocks, _single(argnums)))
         return unflatten(out_treedef, per_output)
 
     return jacobian_f

@@ -195,7 +195,7 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
     """
     if mode not in ("auto", "full", "directional"):
         raise ValueError(f"check_grads: mode must be 'auto', 'full' or 'directional', not {mode!r}")
-    if not isinstance(order, int) or order < 1:
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"check_grads: order must be an integer >= 1, not {order!r}")
     if argnums is None:
         numbers = differentiable_argnums(args)
