@@ -23,6 +23,7 @@ import tinygraph as tg
 from benchmarks import graph, ops, profiling, report, step
 from benchmarks.engines import ENGINES, TinygraphValueAndGrad, available_engines
 from benchmarks.harness import (
+    configure_xla,
     default_threads,
     environment,
     limited_threads,
@@ -73,7 +74,8 @@ BENCHMARKS = ("step", "epoch", "memory", "graph", "ops", "profile")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Time tinygraph against hand-written NumPy (and PyTorch when installed).")
+        description="Time tinygraph against hand-written NumPy (and PyTorch, MyGrad, HIPS "
+                    "autograd and JAX when installed).")
     parser.add_argument("--quick", action="store_true",
                         help="a small subset in seconds (batches 1 and 128, short chains)")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
@@ -81,7 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"directory for the results (default {RESULTS})")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for BLAS, OpenMP and PyTorch (default: this machine's "
+                        help="threads for BLAS, OpenMP and PyTorch, and with 1, single-threaded "
+                             "XLA products for JAX (default: this machine's "
                              f"{default_threads()})")
     parser.add_argument("--machine", default=None,
                         help=f"machine name in the file names (default: {machine_name()})")
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], dict[st
     plan = QUICK if args.quick else FULL
     chosen = args.only or list(BENCHMARKS)
     threads = args.threads or default_threads()
+    xla = configure_xla(threads)  # before available_engines() imports JAX
     engines, skipped = available_engines()
     for name, reason in skipped.items():
         log(f"skipping engine {name}: {reason}")
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], dict[st
         with limited_threads(threads):
             results["environment"] = environment(threads)
             results["environment"]["keep_freed_memory"] = malloc_tuned
+            results["environment"]["xla"] = xla
             log(f"{results['environment']['cpu']}, {threads} threads, "
                 f"BLAS {results['environment']['blas']}")
             timings = results["seconds"] = {}

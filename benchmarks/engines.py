@@ -13,18 +13,26 @@ the correctness check). The engines:
 * ``tg_backward`` -- the PyTorch style: Tensors with ``requires_grad``, ``.backward()``, ``.grad``;
 * ``tg_traced`` -- ``tg.trace(tg.value_and_grad(loss))``, when this tinygraph has ``trace``;
 * ``torch_nn`` -- ``torch.nn.Sequential`` + ``CrossEntropyLoss`` + ``torch.optim.SGD``;
-* ``torch_raw`` -- torch tensors with ``requires_grad`` and a hand-written update.
+* ``torch_raw`` -- torch tensors with ``requires_grad`` and a hand-written update;
+* ``mygrad`` -- MyGrad Tensors, ``loss.backward()``, ``.grad``, an in-place update of ``.data``;
+* ``autograd`` -- HIPS autograd: ``value_and_grad`` of a loss written with ``autograd.numpy``;
+* ``jax_jit`` -- JAX: the whole step (``value_and_grad`` and the update) under ``jax.jit``, CPU.
+
+The last five are the peers a user would choose instead of tinygraph. None is a dependency: each
+is imported inside its engine, and skipped (with the reason) when it is not installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import tinygraph as tg
-from benchmarks.harness import torch_module
+from benchmarks.harness import jax_module, optional_module, torch_module
 from models.init import init_params as models_init_params
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
@@ -55,6 +63,8 @@ class Engine:
     name = "engine"
     label = "engine"
     runtime = "numpy"  # whose native thread pools it uses (see harness.interleaved)
+    requires: str | None = None  # the optional package it needs, by import name
+    package = ""                 # that package as its users call it, for the skip reason
 
     def __init__(self, params: dict[str, np.ndarray], lr: float = LEARNING_RATE) -> None:
         self.lr = lr
@@ -264,6 +274,8 @@ class TinygraphBackward(Engine):
 
 class _TorchEngine(Engine):
     runtime = "torch"
+    requires = "torch"
+    package = "PyTorch"
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> Any:
         torch = torch_module()
@@ -356,12 +368,175 @@ def _from_torch(tensor: Any, key: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# The other autodiff libraries on NumPy or XLA (optional): MyGrad, HIPS autograd, JAX
+# ---------------------------------------------------------------------------------------------
+
+class MyGrad(Engine):
+    """MyGrad Tensors: ``loss.backward()``, then ``p.data -= lr * p.grad`` (MyGrad's own style).
+
+    MyGrad clears a Tensor's ``.grad`` when the Tensor enters a new operation, so there is no
+    ``zero_grad``; its memory guard (arrays in a graph are read-only until ``backward``) stays
+    on, as MyGrad ships.
+    """
+
+    name = "mygrad"
+    label = "MyGrad"
+    requires = "mygrad"
+    package = "MyGrad"
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float = LEARNING_RATE) -> None:
+        super().__init__(params, lr)
+        import mygrad
+        from mygrad.nnet.activations import sigmoid
+        from mygrad.nnet.losses import softmax_crossentropy
+
+        self._sigmoid, self._cross_entropy = sigmoid, softmax_crossentropy
+        self._tensors = {k: mygrad.tensor(params[k].copy()) for k in PARAM_NAMES}
+        self._loss: Any = None
+        self._grads: dict[str, np.ndarray] = {}
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray]) -> None:
+        x, y = batch
+        p = self._tensors
+        hidden = self._sigmoid(x @ p["W1"] + p["b1"])
+        value = self._cross_entropy(hidden @ p["W2"] + p["b2"], y)
+        value.backward()
+        lr = self.lr
+        for tensor in p.values():
+            tensor.data -= lr * tensor.grad
+        self._loss = value
+
+    def last_loss(self) -> float:
+        return float(self._loss.item())
+
+    def last_grads(self) -> dict[str, np.ndarray]:
+        return {k: np.array(t.grad) for k, t in self._tensors.items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: t.data for k, t in self._tensors.items()}
+
+
+@functools.cache
+def _autograd_value_and_grad() -> Callable[..., Any]:
+    """``autograd.value_and_grad`` of the loss written with ``autograd.numpy`` (made once)."""
+    import autograd
+    import autograd.numpy as anp
+    from autograd.scipy.special import expit, logsumexp
+
+    def autograd_loss(params: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Any:
+        hidden = expit(anp.dot(x, params["W1"]) + params["b1"])
+        logits = anp.dot(hidden, params["W2"]) + params["b2"]
+        log_probs = logits - logsumexp(logits, axis=1, keepdims=True)
+        return -anp.mean(log_probs[anp.arange(len(y)), y])
+
+    return autograd.value_and_grad(autograd_loss)
+
+
+class HipsAutograd(TinygraphValueAndGrad):
+    """HIPS autograd: ``value, grads = value_and_grad(loss)(params, x, y)``, new arrays."""
+
+    name = "autograd"
+    label = "HIPS autograd"
+    requires = "autograd"
+    package = "HIPS autograd"
+
+    def transform(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        return _autograd_value_and_grad()  # the same loss, in autograd.numpy
+
+
+@functools.cache
+def _jax_step(lr: float) -> Callable[..., Any]:
+    """``jax.jit`` of the whole step: value_and_grad and the SGD update (made once per lr).
+
+    Made once so that every engine shares one jitted function and its compilation cache.
+    """
+    jax = jax_module()
+    assert jax is not None
+    jnp = jax.numpy
+
+    def jax_loss(params: dict[str, Any], x: Any, y: Any) -> Any:
+        hidden = jax.nn.sigmoid(x @ params["W1"] + params["b1"])
+        log_probs = jax.nn.log_softmax(hidden @ params["W2"] + params["b2"], axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+
+    def jax_step(params: dict[str, Any], x: Any, y: Any) -> tuple[Any, Any, Any]:
+        value, grads = jax.value_and_grad(jax_loss)(params, x, y)
+        updated = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return updated, value, grads
+
+    return jax.jit(jax_step)
+
+
+class JaxJit(Engine):
+    """JAX on the CPU: ``params, loss, grads = jax.jit(step)(params, x, y)``, blocked on.
+
+    Every step waits for its results (``jax.block_until_ready``), or the timing would see only
+    JAX's asynchronous dispatch. Compilation is not timed: :meth:`prepare` runs the jitted
+    step once (untimed, results discarded) for every batch shape it has not seen. float64 runs
+    inside ``jax.enable_x64`` (JAX computes in float32 otherwise); float32 uses JAX's defaults.
+    """
+
+    name = "jax_jit"
+    label = "JAX jit"
+    runtime = "jax"
+    requires = "jax"
+    package = "JAX"
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float = LEARNING_RATE) -> None:
+        super().__init__(params, lr)
+        jax = jax_module()
+        assert jax is not None
+        self.jax = jax
+        self._x64 = self.dtype == np.float64
+        self._compiled: set[tuple[Any, ...]] = set()
+        with self._context():
+            self._params = {k: jax.numpy.array(params[k], copy=True) for k in PARAM_NAMES}
+            self._step = _jax_step(lr)
+        self._loss: Any = np.nan
+        self._grads: dict[str, Any] = {}
+
+    def _context(self) -> Any:
+        return self.jax.enable_x64(True) if self._x64 else contextlib.nullcontext()
+
+    def prepare(self, x: np.ndarray, y: np.ndarray) -> Any:
+        jax = self.jax
+        with self._context():
+            batch = jax.device_put(x), jax.device_put(y.astype(np.int32))
+            key = (x.shape, x.dtype.str)
+            if key not in self._compiled:  # compile (and warm up) outside the timed steps
+                jax.block_until_ready(self._step(self._params, *batch))
+                self._compiled.add(key)
+        return batch
+
+    def step(self, batch: Any) -> None:
+        x, y = batch
+        if self._x64:
+            with self.jax.enable_x64(True):
+                self._params, self._loss, self._grads = self.jax.block_until_ready(
+                    self._step(self._params, x, y))
+        else:
+            self._params, self._loss, self._grads = self.jax.block_until_ready(
+                self._step(self._params, x, y))
+
+    def last_loss(self) -> float:
+        return float(self._loss)
+
+    def last_grads(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._grads.items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._params.items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # Which engines this machine has
 # ---------------------------------------------------------------------------------------------
 
 BASELINE = HandNumpy.name
 ALL_ENGINES: tuple[type[Engine], ...] = (HandNumpy, TinygraphValueAndGrad, TinygraphBackward,
-                                        TinygraphTraced, TorchNN, TorchRaw)
+                                        TinygraphTraced, TorchNN, TorchRaw, MyGrad,
+                                        HipsAutograd, JaxJit)
+PEERS = tuple(engine.name for engine in ALL_ENGINES if engine.requires)
 ENGINES = {engine.name: engine for engine in ALL_ENGINES}
 
 
@@ -373,16 +548,31 @@ def runtime_groups(names: list[str]) -> list[list[str]]:
     return sorted(groups.values(), key=lambda group: ENGINES[group[0]].runtime != "numpy")
 
 
+def installed(module: str) -> bool:
+    """Whether the optional package ``module`` imports (JAX through :func:`jax_module`)."""
+    if module == "torch":
+        return torch_module() is not None
+    if module == "jax":
+        return jax_module() is not None
+    return optional_module(module) is not None
+
+
 def available_engines() -> tuple[dict[str, type[Engine]], dict[str, str]]:
-    """The engines that can run here, and why each of the others cannot."""
+    """The engines that can run here, and why each of the others cannot.
+
+    This imports the optional packages that are installed: JAX's XLA flags
+    (:func:`benchmarks.harness.configure_xla`) must be set before.
+    """
     available: dict[str, type[Engine]] = {}
     skipped: dict[str, str] = {}
-    has_torch = torch_module() is not None
+    found: dict[str, bool] = {}
     for engine in ALL_ENGINES:
+        if engine.requires and engine.requires not in found:
+            found[engine.requires] = installed(engine.requires)
         if engine is TinygraphTraced and not hasattr(tg, "trace"):
             skipped[engine.name] = "this tinygraph has no tg.trace yet"
-        elif issubclass(engine, _TorchEngine) and not has_torch:
-            skipped[engine.name] = "PyTorch is not installed"
+        elif engine.requires and not found[engine.requires]:
+            skipped[engine.name] = f"{engine.package} is not installed"
         else:
             available[engine.name] = engine
     return available, skipped

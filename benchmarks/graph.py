@@ -9,8 +9,9 @@ per node during build and backward.
 
 Step memory: the peak that ``tracemalloc`` sees while an engine is made and takes two full-batch
 steps, above what was allocated before (the data and the initial parameters are not counted, the
-engine's copy of the parameters and every buffer it allocates are). PyTorch's allocator is
-invisible to ``tracemalloc``, so the torch engines are left out.
+engine's copy of the parameters and every buffer it allocates are). PyTorch's and XLA's
+allocators are invisible to ``tracemalloc``, so the torch and JAX engines are left out: only
+engines whose arrays are NumPy's (``Engine.runtime == "numpy"``) are measured.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def run_memory(engines: dict[str, type[Engine]], size: int = 48_000,
     params = init_params(dtype)
     x, y = random_batch(size, dtype)
     rows = []
-    measured = {name: engine for name, engine in engines.items() if not name.startswith("torch")}
+    measured = {name: engine for name, engine in engines.items() if engine.runtime == "numpy"}
     results = {name: step_peak(engine, params, x, y) for name, engine in measured.items()}
     baseline = results[BASELINE]["peak_bytes"]
     for name, result in results.items():

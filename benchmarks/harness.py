@@ -3,10 +3,12 @@
 Timing is interleaved: the functions under comparison take turns, one sample each per round (the
 starting function rotates every round), so a burst of load from elsewhere on the machine lands on
 all of them alike instead of on whichever happened to run during it. Functions that use different
-native thread pools (NumPy's and PyTorch's) take turns in blocks, with a pause between blocks:
+native thread pools (NumPy's, PyTorch's, XLA's) take turns in blocks, with a pause between blocks:
 see :func:`interleaved`. Each sample repeats its
 function enough times to last ``min_time`` (at least once); the statistic reported is the median
-over samples of the time per call, with the quartiles beside it.
+over samples of the time per call, with the quartiles beside it. Each sample also reads the
+process's CPU time: CPU seconds over wall seconds says how many cores the function kept busy,
+which shows whether a thread limit took hold.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import importlib.metadata
 import os
 import platform
 import re
@@ -51,6 +54,59 @@ def optional_module(name: str) -> ModuleType | None:
 def torch_module() -> ModuleType | None:
     """PyTorch when it is installed, else None: every torch engine is optional."""
     return optional_module("torch")
+
+
+def jax_module() -> ModuleType | None:
+    """JAX when it is installed, else None. Call :func:`configure_xla` before the first import."""
+    return optional_module("jax")
+
+
+def package_version(name: str) -> str | None:
+    """An installed distribution's version, without importing it; None when it is absent."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA's threads
+# ---------------------------------------------------------------------------------------------
+
+# XLA (JAX's CPU backend) runs its own thread pools, which neither threadpoolctl nor PyTorch's
+# setting reaches, and it has no flag for a thread count. This flag makes its matrix products
+# (Eigen) single-threaded; XLA reads XLA_FLAGS once, when JAX's CPU backend starts. (The
+# ``intra_op_parallelism_threads=1`` often written after it is TensorFlow's, not XLA's: XLA
+# ignores it there and aborts on it alone.) Measured in the step benchmark's "cores busy"
+# column: process CPU time over wall time while each engine's samples run.
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+
+
+def configure_xla(threads: int) -> dict[str, Any]:
+    """Set ``XLA_FLAGS`` for ``threads`` before JAX is imported; say what XLA will use.
+
+    With one thread, :data:`XLA_ONE_THREAD` is added to the flags already in the environment;
+    with more, it is taken out again (XLA then uses every core: it cannot be given a number).
+    Once JAX is imported in this process the flags may already be read, so nothing changes.
+    """
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    wanted = [flag for flag in flags if flag != XLA_ONE_THREAD]
+    if threads == 1:
+        wanted.append(XLA_ONE_THREAD)
+    if "jax" in sys.modules:
+        applied = wanted == flags
+        note = ("XLA flags as asked" if applied else
+                "JAX was imported in this process before the flags could be set: unchanged")
+    else:
+        if wanted:
+            os.environ["XLA_FLAGS"] = " ".join(wanted)
+        else:
+            os.environ.pop("XLA_FLAGS", None)
+        applied, note = True, "set before JAX was imported"
+    one = XLA_ONE_THREAD in os.environ.get("XLA_FLAGS", "").split()
+    return {"xla_flags": os.environ.get("XLA_FLAGS"), "applied": applied, "note": note,
+            "xla_threads": "one thread for products (xla_cpu_multi_thread_eigen=false)" if one
+            else "every core (XLA has no thread-count flag)"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +197,7 @@ def environment(threads: int) -> dict[str, Any]:
         "tinygraph_has_trace": hasattr(tg, "trace"),
         "torch": None if torch is None else torch.__version__,
         "torch_threads": None if torch is None else torch.get_num_threads(),
+        "peers": {name: package_version(name) for name in ("mygrad", "autograd", "jax")},
         "git": git_revision(),
     }
 
@@ -173,17 +230,25 @@ class Timing:
 
     samples: list[float] = field(default_factory=list)
     calls_per_sample: int = 1
+    cpu_samples: list[float] = field(default_factory=list)  # process CPU seconds per call
 
     @property
     def median(self) -> float:
         return float(np.median(self.samples))
 
+    @property
+    def cores_busy(self) -> float | None:
+        """Process CPU time over wall time, all samples together (1.0: one core busy)."""
+        if not self.cpu_samples or not sum(self.samples):
+            return None
+        return sum(self.cpu_samples) / sum(self.samples)
+
     def summary(self) -> dict[str, Any]:
-        """Median, quartiles, minimum and sample counts, for the JSON file."""
+        """Median, quartiles, minimum, cores busy and sample counts, for the JSON file."""
         q1, median, q3 = np.percentile(self.samples, [25, 50, 75])
         return {"median": float(median), "q1": float(q1), "q3": float(q3),
                 "min": float(np.min(self.samples)), "samples": len(self.samples),
-                "calls_per_sample": self.calls_per_sample}
+                "calls_per_sample": self.calls_per_sample, "cores_busy": self.cores_busy}
 
 
 def calibrate(function: Callable[[], object], min_time: float) -> int:
@@ -206,9 +271,10 @@ def interleaved(functions: Mapping[str, Callable[[], object]], samples: int,
     """Time every function, round-robin: each round takes one sample of each, in rotated order.
 
     ``groups`` splits the functions by the native thread pools they use (NumPy's OpenBLAS,
-    PyTorch's OpenMP). Pools of two runtimes must not take turns call by call: each keeps its
-    idle threads spinning for a while after its last call (OpenBLAS up to ~0.1 s), and the other
-    runtime's threads then wait for a core, which no user running one framework ever sees. So
+    PyTorch's OpenMP, XLA's own). Pools of two runtimes must not take turns call by call: each
+    keeps its idle threads spinning for a while after its last call (OpenBLAS up to ~0.1 s), and
+    the other runtime's threads then wait for a core, which no user running one framework ever
+    sees. So
     with several groups, each of ``rounds`` rounds gives every group a turn, after a ``settle``
     pause (idle threads go to sleep) and an untimed call of each of its functions, and the turn
     takes ``samples / rounds`` interleaved samples of each function of the group; noise that
@@ -244,10 +310,13 @@ def interleaved(functions: Mapping[str, Callable[[], object]], samples: int,
                 shift = (round_number * per_round + repeat) % len(group)
                 for name in group[shift:] + group[:shift]:
                     function, number = functions[name], numbers[name]
+                    cpu_start = time.process_time()
                     start = time.perf_counter()
                     for _ in range(number):
                         function()
-                    timings[name].samples.append((time.perf_counter() - start) / number)
+                    elapsed = time.perf_counter() - start
+                    timings[name].cpu_samples.append((time.process_time() - cpu_start) / number)
+                    timings[name].samples.append(elapsed / number)
     return {name: timings[name] for name in functions if name in timings}
 
 

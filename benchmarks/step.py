@@ -1,8 +1,10 @@
 """Time per training step, and per epoch, for every engine, after checking they agree.
 
 Before anything is timed, every engine takes one step from the same parameters on the same batch,
-and its loss, gradients and updated parameters are compared with the hand-NumPy baseline's: an
-engine that disagrees is reported and not timed, so nothing fast-but-wrong is measured.
+and its loss, gradients and updated parameters are compared with the hand-NumPy baseline's (and
+must still have the dtype asked for: a float32 row computed in float64 would pass the tolerance
+and be timed at the wrong precision): an engine that disagrees is reported and not timed, so
+nothing fast-but-wrong is measured.
 """
 
 from __future__ import annotations
@@ -92,8 +94,14 @@ def check_engines(engines: dict[str, type[Engine]], params: dict[str, np.ndarray
             engine = engine_type(params)
             engine.step(engine.prepare(x, y))
             errors = compare(engine, reference)
+            dtypes = {np.asarray(value).dtype.name
+                      for value in (*engine.params().values(), *engine.last_grads().values())}
         except Exception as exc:  # an engine that fails is reported, not timed
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        if dtypes != {dtype}:
+            checks[name] = {"ok": False, "error": f"computes in {', '.join(sorted(dtypes))}, "
+                                                  f"not {dtype}", **errors}
             continue
         checks[name] = {"ok": all(e <= tolerance for e in errors.values()),
                         "tolerance": tolerance, **errors}

@@ -12,6 +12,9 @@ The generated function is straight-line code, one line per equation, readable in
   for the planner, as long as the result does.
 - results that are returned are never in a reused buffer: they are computed by the plain forward
   (a fresh array the caller owns), or copied when they are an input, a constant or a view.
+  Arrays the caller donated (``tg.trace(f, donate_argnums=...)``) are the exception: once a
+  donated input is read for the last time, an elementwise result of its shape and dtype, returned
+  or not, is written into it (``np.subtract(in0, v29, out=in0)``: an SGD update in place).
 
 The shapes and dtypes of the inputs are checked up front (the guard), so a call that does not
 fit the compiled program never runs it.
@@ -70,7 +73,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
     # those stay alive as long as it does. Consumers come later, so one backward sweep will do.
     for index in range(len(program.equations) - 1, -1, -1):
         eq = program.equations[index]
-        if eq.prim.forward_into is None or eq.out in returned:
+        if eq.prim.forward_into is None:  # (one with ``into`` makes new arrays either way)
             for value in eq.inputs:
                 if value not in constants:
                     last_use[value] = max(last_use[value], last_use.get(eq.out, index))
@@ -88,6 +91,9 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
         lines.append(f"    if in{item.value}.shape != t{item.value}[0] or in{item.value}.dtype "
                      f"!= t{item.value}[1]: raise GuardError({item.path or '0'!r})")
     free: dict[tuple, list[int]] = {}  # (shape, dtype) -> numbers of buffers free for reuse
+    donated_free: dict[tuple, list[str]] = {}  # (shape, dtype) -> donated inputs now dead
+    donated = {item.value: (tuple(item.shape), np.dtype(item.dtype).str)
+               for item in program.inputs if item.donated}
     buffer_of: dict[int, int] = {}  # value -> the buffer it lives in
     key_of: dict[int, tuple] = {}
 
@@ -95,17 +101,48 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
         for value in values:
             if value in buffer_of and last_use.get(value, -1) <= index:
                 free.setdefault(key_of[value], []).append(buffer_of.pop(value))
+            elif value in donated and last_use.get(value, -1) <= index:
+                donated_free.setdefault(donated.pop(value), []).append(names[value])
 
     fresh: set[int] = set()  # returned values computed into a new array by this call
+    fused = _fusions(program)  # index of the first op -> (the partner equation, the function)
+    skipped = {partner.out for partner, _ in fused.values()}
+    shapes = {item.value: tuple(item.shape) for item in program.inputs}
+    shapes.update((value, np.shape(c)) for value, c in constants.items())
+    shapes.update((eq.out, tuple(eq.shape)) for eq in program.equations)
     for index, eq in enumerate(program.equations):
+        if eq.out in skipped:
+            continue  # computed together with an earlier op
+        if index in fused:
+            partner, function = fused[index]
+            namespace[f"f{index}"] = function
+            args = ", ".join(names[v] for v in eq.inputs)
+            lines.append(f"    v{eq.out}, v{partner.out} = f{index}({args})  "
+                         f"# {eq.prim.name} + {partner.prim.name}")
+            names[eq.out], names[partner.out] = f"v{eq.out}", f"v{partner.out}"
+            fresh.update((eq.out, partner.out))  # plain forwards: new arrays
+            release(dict.fromkeys(eq.inputs), index)
+            continue
         args = ", ".join(names[v] for v in eq.inputs)
-        into = eq.prim.forward_into
+        forward, into = eq.prim.forward, eq.prim.forward_into
+        plan = getattr(eq.prim, "plan", None)  # an op may specialize itself to fixed shapes
+        planned = plan(eq.params, [shapes[v] for v in eq.inputs]) if plan else None
+        params = eq.params
+        if planned is not None:
+            (forward, into), params = planned, {}
         ufunc = getattr(into, "ufunc", None)
         function_name = f"f{index}"
-        if into is not None and eq.out not in returned:
+        key = (tuple(eq.shape), np.dtype(eq.dtype).str)
+        if ufunc is not None and not params:  # elementwise: inputs dying here may be reused
+            release(dict.fromkeys(eq.inputs), index)
+        if ufunc is not None and not params and donated_free.get(key):
+            target = donated_free[key].pop()
+            namespace[function_name] = ufunc
+            call = f"{function_name}({args}, out={target})"
+            fresh.add(eq.out)  # the caller's own (donated) array
+        elif into is not None and eq.out not in returned:
             if ufunc is not None:  # elementwise: may overwrite an input that dies right here
                 release(dict.fromkeys(eq.inputs), index)
-            key = (tuple(eq.shape), np.dtype(eq.dtype).str)
             if free.get(key):
                 buffer = free[key].pop()
             else:
@@ -113,14 +150,14 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
                 buffers.append(np.empty(eq.shape, dtype=eq.dtype))
                 namespace[f"b{buffer}"] = buffers[buffer]
             buffer_of[eq.out], key_of[eq.out] = buffer, key
-            if ufunc is not None and not eq.params:
+            if ufunc is not None and not params:
                 namespace[function_name] = ufunc
                 call = f"{function_name}({args}, out=b{buffer})"
             else:
-                namespace[function_name] = _bind(into, eq.params)
+                namespace[function_name] = _bind(into, params)
                 call = f"{function_name}(b{buffer}{', ' if args else ''}{args})"
         else:
-            namespace[function_name] = _bind(eq.prim.forward, eq.params)
+            namespace[function_name] = _bind(forward, params)
             call = f"{function_name}({args})"
             if into is not None:  # a forward that has an ``into`` variant makes a new array
                 fresh.add(eq.out)
@@ -138,6 +175,27 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
     namespace["_copy"] = np.array
     lines.append(f"    return ({', '.join(results)}{',' if len(results) == 1 else ''})")
     return "\n".join(lines) + "\n"
+
+
+def _fusions(program: Program) -> dict[int, tuple[Any, Any]]:
+    """Pairs of equations an op declares it computes together (``prim.fusions``): same inputs,
+    no parameters. The partner must not be needed before the first one runs (it never is: it
+    reads the same inputs)."""
+    found: dict[int, tuple[Any, Any]] = {}
+    taken: set[int] = set()
+    for index, eq in enumerate(program.equations):
+        fusions = getattr(eq.prim, "fusions", None)
+        if not fusions or eq.params or index in taken:
+            continue
+        for later in range(index + 1, len(program.equations)):
+            partner = program.equations[later]
+            function = fusions.get(partner.prim)
+            if function is not None and partner.inputs == eq.inputs and not partner.params \
+                    and later not in taken:
+                found[index] = (partner, function)
+                taken.add(later)
+                break
+    return found
 
 
 def _bind(function: Any, params: dict) -> Any:

@@ -106,6 +106,27 @@ def unbroadcast(x, shape):
 unbroadcast.defvjp(lambda grad_out, out, x, shape: broadcast_to(grad_out, np.shape(x)))
 
 
+def _plan_unbroadcast(params: dict, shapes: list[tuple[int, ...]]) -> Any:
+    """For a compiled program, whose shapes are fixed: the axes planned once. When only leading
+    axes are summed (a bias's gradient), one reduction writes the result directly."""
+    shape, (x_shape,) = tuple(params["shape"]), shapes
+    extra = len(x_shape) - len(shape)
+    if extra <= 0 or any(side == 1 and x_shape[extra + i] != 1 for i, side in enumerate(shape)):
+        return None
+    axes = tuple(range(extra))
+
+    def forward(x):
+        return np.add.reduce(x, axis=axes)
+
+    def into(out, x):
+        return np.add.reduce(x, axis=axes, out=out)
+
+    return forward, into
+
+
+unbroadcast.plan = _plan_unbroadcast
+
+
 def _comparison(name: str, ufunc: np.ufunc, symbol: str) -> Any:
     def forward(a, b):
         return ufunc(a, b)
@@ -559,8 +580,9 @@ matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
 # ---------------------------------------------------------------------------------------------
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)  # exp never overflows
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # the ufuncs' own reductions: np.max / np.sum's bits, without their Python wrappers
+    shifted = x - np.maximum.reduce(x, axis=axis, keepdims=True)  # exp never overflows
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def _log_softmax_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -635,13 +657,35 @@ def _cross_entropy_sample(draw: Draw) -> tuple[tuple, dict]:
 def softmax_cross_entropy(logits, labels):
     """mean_n -sum_c target[n, c] log softmax(logits[n])_c, with labels as ids or targets."""
     labels = _check_cross_entropy(logits, labels)
-    log_probs = _log_softmax(logits, axis=1)
+    return _cross_entropy_value(logits, labels, _log_softmax(logits, axis=1))
+
+
+def _cross_entropy_value(logits: np.ndarray, labels: np.ndarray,
+                         log_probs: np.ndarray) -> np.ndarray:
     count = logits.shape[0]
     if labels.ndim == 1:
         total = log_probs[np.arange(count), labels].sum()
     else:
         total = np.sum(labels * log_probs)
     return np.asarray(-total / max(count, 1), dtype=logits.dtype)
+
+
+def _softmax_minus(log_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    softmax = np.exp(log_probs)
+    if labels.ndim == 1:
+        ids = labels if labels.dtype.kind in "iu" else labels.astype(np.intp)
+        softmax[np.arange(len(ids)), ids] -= 1  # a fresh array: in place is safe
+        return softmax
+    return softmax * labels.sum(axis=1, keepdims=True) - labels
+
+
+def _cross_entropy_and_rule(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """softmax_cross_entropy and softmax_minus_targets of the same inputs, sharing one
+    log-softmax (same bits as the two ops apart): a compiled step computes them together."""
+    checked = _check_cross_entropy(logits, labels)
+    log_probs = _log_softmax(logits, axis=1)
+    return (_cross_entropy_value(logits, checked, log_probs),
+            _softmax_minus(log_probs, np.asarray(labels)))
 
 
 # Not registered: an internal op, applied only to inputs softmax_cross_entropy has checked (so
@@ -655,13 +699,7 @@ def softmax_minus_targets(logits, labels):
     the first-order pass as fast as a hand-fused rule, and has rules of its own for higher
     orders. ``labels`` are class ids (N,) or targets (N, C), as for softmax_cross_entropy.
     """
-    labels = np.asarray(labels)
-    softmax = np.exp(_log_softmax(logits, axis=1))
-    if labels.ndim == 1:
-        ids = labels if labels.dtype.kind in "iu" else labels.astype(np.intp)
-        softmax[np.arange(len(ids)), ids] -= 1  # a fresh array: in place is safe
-        return softmax
-    return softmax * labels.sum(axis=1, keepdims=True) - labels
+    return _softmax_minus(_log_softmax(logits, axis=1), np.asarray(labels))
 
 
 def _softmax_minus_targets_vjp_logits(grad_out, out, logits, labels):
@@ -682,6 +720,8 @@ def _softmax_minus_targets_vjp_labels(grad_out, out, logits, labels):
 
 softmax_minus_targets.defvjp(_softmax_minus_targets_vjp_logits,
                              _softmax_minus_targets_vjp_labels)
+# Ops that a compiled program may compute in one call with this one, on the same inputs.
+softmax_cross_entropy.fusions = {softmax_minus_targets: _cross_entropy_and_rule}
 
 
 def _cross_entropy_vjp_logits(grad_out, out, logits, labels):

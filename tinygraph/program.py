@@ -40,6 +40,7 @@ class Input:
     shape: tuple[int, ...]
     dtype: np.dtype
     to_float: bool  # a number in a differentiated argument: becomes a float array
+    donated: bool = False  # the caller gives up this array: results may be written into it
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Program:
             names[item.value] = f"%{item.value}"
         lines = []
         header = ", ".join(f"%{i.value}: {_type(i.shape, i.dtype)} = arg {i.path or '0'}"
-                           for i in self.inputs)
+                           + (" (donated)" if i.donated else "") for i in self.inputs)
         lines.append(f"program({header})")
         for eq in self.equations:
             args = " ".join(self._operand(v) for v in eq.inputs)

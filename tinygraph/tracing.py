@@ -141,26 +141,35 @@ def _counts(owner: list[int], count: int) -> list[int]:
     return sizes
 
 
-def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8) -> Traced:
+def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8,
+          donate_argnums: int | tuple[int, ...] = ()) -> Traced:
     """Record ``fn`` once per argument signature and replay it as a flat program.
 
     ``fn`` is a function of arrays returning Tensors (or a pytree of them), for instance
     ``tg.value_and_grad(loss, argnums)``, in which case the reverse pass is recorded too and a
     whole training step is one call. Returns values as NumPy arrays, like the transforms. See
     the module documentation for what is frozen into a trace.
+
+    ``donate_argnums``: arguments whose arrays the caller gives up, as in ``jax.jit``: the
+    compiled program may write its results into them (an SGD step then updates the parameters
+    in place and returns those same arrays). Do not use a donated array after the call except
+    through what the call returned.
     """
-    return Traced(fn, retrace=retrace, max_traces=max_traces)
+    return Traced(fn, retrace=retrace, max_traces=max_traces, donate_argnums=donate_argnums)
 
 
 class Traced:
     """A traced function: call it like the original."""
 
-    def __init__(self, fn: Callable[..., Any], retrace: bool = True, max_traces: int = 8) -> None:
+    def __init__(self, fn: Callable[..., Any], retrace: bool = True, max_traces: int = 8,
+                 donate_argnums: int | tuple[int, ...] = ()) -> None:
         transform = TRANSFORMS.get(fn)
         # Numbers in a differentiated argument are inputs (as grad makes them arrays).
         self.argnums = None if transform is None else transform[2]
         self.function = fn
         self.retrace = retrace
+        self.donated = {donate_argnums} if isinstance(donate_argnums, int) \
+            else set(donate_argnums)
         self.max_traces = max_traces
         self.plans: dict[tuple, _Trace] = {}
         self._last: _Trace | None = None
@@ -269,7 +278,8 @@ class Traced:
             value = program.new_value()
             value_of[id(tensor)] = value
             program.inputs.append(Input(value, position, paths[position], data.shape,
-                                        data.dtype, to_float))
+                                        data.dtype, to_float,
+                                        owner[position] in self.donated and not to_float))
         chunks = iter(tensors)
         traced_args = tuple(unflatten(treedef, [next(chunks) for _ in range(size)])
                             for treedef, size in zip(treedefs, _counts(owner, len(args))))
