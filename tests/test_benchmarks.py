@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,14 @@ import pytest
 import tinygraph as tg
 from benchmarks import engines
 from benchmarks.__main__ import QUICK, main
+from benchmarks.harness import XLA_ONE_THREAD, configure_xla
 from benchmarks.ops import OpsPlan, run_ops
 from benchmarks.report import evaluate_targets
 from benchmarks.step import check_engines
 
 ROOT = Path(__file__).resolve().parents[1]
+PEER_ENGINES = [("mygrad", "mygrad"), ("autograd", "autograd"), ("jax", "jax_jit")]
+PEERS = {engine for _, engine in PEER_ENGINES}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -143,19 +147,26 @@ def test_a_new_op_is_benchmarked_without_being_listed() -> None:
 def test_missing_engines_are_skipped_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(tg, "trace", raising=False)
     monkeypatch.setattr(engines, "torch_module", lambda: None)
+    monkeypatch.setattr(engines, "jax_module", lambda: None)
+    monkeypatch.setattr(engines, "optional_module", lambda name: None)
     available, skipped = engines.available_engines()
-    assert set(skipped) == {"tg_traced", "torch_nn", "torch_raw"}
-    assert {engines.BASELINE, "tg_value_and_grad", "tg_backward"} <= set(available)
+    assert set(skipped) == {"tg_traced", "torch_nn", "torch_raw", *PEERS}
+    assert set(available) == {engines.BASELINE, "tg_value_and_grad", "tg_backward"}
+    assert skipped["jax_jit"] == "JAX is not installed"
     targets = evaluate_targets({"skipped_engines": skipped})
-    traced = [t for t in targets if t["target"].startswith("traced")]
-    assert traced and all("no tg.trace" in t["measured"] for t in traced)
-    torch = [t for t in targets if "torch.nn" in t["target"]]
-    assert torch and all(t["measured"] == "torch not installed" for t in torch)
+    compiled = [t for t in targets if t["target"].startswith("compiled step")]
+    assert len(compiled) == 7  # five batches, ahead of JAX, memory
+    assert all(t["status"] == "not measured" for t in targets)
+    assert all("no tg.trace" in t["measured"] for t in compiled if "JAX" not in t["target"])
+    for rival, reason in (("torch.nn", "PyTorch"), ("MyGrad", "MyGrad"), ("JAX", "JAX")):
+        rows = [t for t in targets if rival in t["target"]]
+        assert rows and all(t["measured"] == f"{reason} is not installed" for t in rows)
 
 
-def test_runs_without_torch(tmp_path: Path) -> None:
-    """PyTorch stays optional: with ``import torch`` failing, the step benchmark still runs."""
-    script = ("import sys; sys.modules['torch'] = None\n"
+def test_runs_without_any_optional_peer(tmp_path: Path) -> None:
+    """PyTorch, MyGrad, autograd and JAX stay optional: with their imports failing, it runs."""
+    script = ("import sys\n"
+              "for name in ('torch', 'mygrad', 'autograd', 'jax'): sys.modules[name] = None\n"
               "from benchmarks.__main__ import main\n"
               f"main(['--quick', '--only', 'step', '--out', {str(tmp_path)!r}])\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
@@ -164,6 +175,105 @@ def test_runs_without_torch(tmp_path: Path) -> None:
     (path,) = tmp_path.glob("*.json")
     results = json.loads(path.read_text())
     assert results["environment"]["torch"] is None
-    assert {"torch_nn", "torch_raw"} <= set(results["skipped_engines"])
+    assert {"torch_nn", "torch_raw", *PEERS} <= set(results["skipped_engines"])
     assert {r["engine"] for r in results["step"]["rows"]} >= {engines.BASELINE,
                                                               "tg_value_and_grad"}
+    text = next(tmp_path.glob("*.md")).read_text()
+    assert "Skipped engine JAX jit: JAX is not installed." in text
+
+
+@pytest.mark.parametrize(("module", "engine"), PEER_ENGINES)
+def test_installed_peers_are_timed_and_agree(quick_run: tuple[dict, Path], module: str,
+                                             engine: str) -> None:
+    """Each peer that is installed runs in the quick run: checked, then timed at every batch."""
+    pytest.importorskip(module)
+    results, _ = quick_run
+    assert engine in results["engines"] and engine not in results["skipped_engines"]
+    checks = [c for c in results["step"]["checks"] if c["engine"] == engine]
+    assert len(checks) == len(QUICK.step.batches) * 2 and all(c["ok"] for c in checks), checks
+    rows = {(r["batch"], r["dtype"]) for r in results["step"]["rows"] if r["engine"] == engine}
+    assert rows == {(b, d) for b in QUICK.step.batches for d in ("float32", "float64")}
+
+
+def test_jax_compiles_before_the_timed_steps() -> None:
+    """``prepare`` compiles a new batch shape; the step itself then finds it compiled."""
+    pytest.importorskip("jax")
+    for dtype in ("float32", "float64"):
+        engine = engines.JaxJit(engines.init_params(dtype))
+        jitted = engines._jax_step(engine.lr)
+        for size in (3, 5):
+            batch = engine.prepare(*engines.random_batch(size, dtype))
+            compiled = jitted._cache_size()
+            engine.step(batch)
+            engine.step(batch)
+            assert jitted._cache_size() == compiled
+            assert {v.dtype.name for v in engine.params().values()} == {dtype}
+
+
+def test_xla_threads_are_set_before_jax_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    one = configure_xla(1)
+    assert one["applied"] and os.environ["XLA_FLAGS"].split() == [
+        "--xla_cpu_enable_fast_math=false", XLA_ONE_THREAD]
+    assert configure_xla(1)["xla_flags"] == os.environ["XLA_FLAGS"]  # added once
+    assert configure_xla(2)["applied"]
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
+    late = configure_xla(1)
+    assert not late["applied"] and "before" in late["note"]
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+
+
+def test_an_engine_in_the_wrong_dtype_is_caught() -> None:
+    """float32 rows computed in float64 would pass the tolerance: the check refuses them."""
+    class Wide(engines.HandNumpy):
+        name = "wide"
+
+        def params(self) -> dict[str, np.ndarray]:
+            return {k: v.astype(np.float64) for k, v in super().params().items()}
+
+    x, y = engines.random_batch(4, "float32")
+    checks = check_engines({engines.BASELINE: engines.HandNumpy, "wide": Wide},
+                           engines.init_params("float32"), x, y)
+    assert checks[engines.BASELINE]["ok"] and not checks["wide"]["ok"]
+    assert "float64" in checks["wide"]["error"]
+
+
+def test_targets_read_a_run() -> None:
+    """The compiled-step targets: thresholds, comparisons with peers, reasons for gaps."""
+    def row(engine: str, batch: int, median: float) -> dict:
+        return {"engine": engine, "batch": batch, "dtype": "float32", "median": median,
+                "ratio": median / 1.0}
+
+    step_rows = [row(engines.BASELINE, b, 1.0) for b in (1, 32, 128, 512)]
+    step_rows += [row("tg_traced", b, 0.99) for b in (1, 32, 128)]
+    step_rows += [row("tg_traced", 512, 1.01), row("tg_value_and_grad", 1, 1.25),
+                  row("tg_value_and_grad", 128, 1.2)]
+    step_rows += [row("jax_jit", b, 1.0) for b in (32, 128, 512)]
+    step_rows += [row("mygrad", b, 2.0) for b in (1, 32, 128, 512)]
+    results = {"skipped_engines": {"torch_nn": "PyTorch is not installed"}, "quick": False,
+               "step": {"rows": step_rows, "checks": [],
+                        "plan": {"batches": [1, 32, 128, 512]}},
+               "graph": {"rows": [{"nodes": n, "per_node": t} for n, t in
+                                  ((1_000, 1.0), (1_000_000, 1.25))]}}
+    targets = {t["target"]: t for t in evaluate_targets(results)}
+
+    def status(start: str) -> str:
+        (match,) = [t for text, t in targets.items() if text.startswith(start)]
+        return match["status"]
+
+    compiled = "compiled step (tinygraph traced)"
+    assert status(f"{compiled}, float32, batch 1:") == "met"
+    assert status(f"{compiled}, float32, batch 512:") == "missed"
+    assert status(f"{compiled}, float32, batch 48,000:") == "not measured"
+    assert targets[f"{compiled}, float32, batch 48,000: <= 1.00x hand NumPy"]["measured"] == \
+        "batch 48,000 is not in this run"
+    assert status(f"{compiled} faster than JAX jit at batch 32-512") == "missed"  # 512: 1.01
+    assert status("tinygraph eager, value_and_grad, float32, batch 1: <= 1.30x") == "met"
+    assert status("tinygraph eager, value_and_grad, float32, batch 128: <= 1.15x") == "missed"
+    assert status("tinygraph eager, value_and_grad faster than MyGrad") == \
+        "met (batch 32, 512 not measured)"
+    assert status("tinygraph eager, Tensor.backward faster than MyGrad") == "not measured"
+    assert status("time per node flat from 1e3 to 1e6 nodes (max/min <= 1.3)") == "met"
+    assert status(f"{compiled}, peak memory") == "not measured"

@@ -180,3 +180,43 @@ def test_detect_anomaly_checks_every_value_of_a_compiled_step():
     with tg.detect_anomaly(), np.errstate(divide="ignore"), \
             pytest.raises(FloatingPointError, match="log"):
         compiled(np.array([0.0, 2.0]))
+
+
+def test_donated_parameters_are_updated_in_place_with_eager_bits():
+    params, x, y = mnist()
+    eager_value, eager_params = sgd_step(params, x, y)
+    step = tg.trace(sgd_step, donate_argnums=0)
+    mine = {k: v.copy() for k, v in params.items()}
+    arrays = dict(mine)
+    value, updated = step(mine, x, y)
+    assert value == eager_value.data
+    for k in params:
+        assert updated[k] is arrays[k]  # written into the donated array itself
+        assert np.array_equal(updated[k], eager_params[k].data)
+    again, twice = step(updated, x, y)  # and again, from the updated arrays
+    eager_again, eager_twice = sgd_step({k: v.data for k, v in eager_params.items()}, x, y)
+    assert again == eager_again.data and all(np.array_equal(twice[k], eager_twice[k].data)
+                                             for k in params)
+    assert "out=in0" in step.source
+
+
+def test_a_donated_array_is_written_only_after_its_last_read():
+    def f(p):
+        return p * 2.0, p + 1.0, tg.sum(p * p)
+
+    step = tg.trace(f, donate_argnums=0)
+    p = np.array([1.0, 2.0, 3.0])
+    doubled, shifted, total = step(p.copy())
+    assert np.array_equal(doubled, [2, 4, 6]) and np.array_equal(shifted, [2, 3, 4])
+    assert total == 14.0
+    doubled, shifted, total = step(p.copy())  # the compiled program, not the trace
+    assert np.array_equal(doubled, [2, 4, 6]) and np.array_equal(shifted, [2, 3, 4])
+    assert not np.shares_memory(doubled, shifted)
+
+
+def test_cross_entropy_and_its_rule_share_one_log_softmax():
+    params, x, y = mnist(batch=4)
+    compiled = tg.trace(tg.value_and_grad(network.loss))
+    compiled(params, x, y)
+    assert "softmax_cross_entropy + softmax_minus_targets" in compiled.source
+    assert compiled.source.count("log_softmax") == 0

@@ -92,7 +92,8 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
 
 def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | None = None,
                  create_graph: bool = False, retain_grads: bool = False,
-                 write_retained: bool = True) -> dict[int, tuple[Tensor, Any]]:
+                 write_retained: bool = True,
+                 order: list[Tensor] | None = None) -> dict[int, tuple[Tensor, Any]]:
     """Propagate ``seeds`` from ``roots``; return {id(node): (node, cotangent)} at the ends.
 
     The ends are the leaves reached, or, when ``targets`` (ids of nodes) is given, those nodes:
@@ -101,18 +102,21 @@ def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | N
     an enclosing one). ``create_graph`` records the pass (see the module documentation).
     Non-leaf nodes store their gradient in ``.grad`` when they asked (``retain_grad()``), or all
     of them with ``retain_grads``; ``write_retained=False`` (the functional transforms) stores
-    none.
+    none. ``order``: the nodes in the order they were made (a transform's tape), instead of a
+    topological sort; leaves are not on it, and ends are then the nodes whose cotangents are
+    left over (leaves, or anything not on the tape).
     """
     if create_graph:
         STATE.graph_passes += 1
         with enable_grad(), scope(f"grad pass {STATE.graph_passes}"):
-            return _pass(roots, seeds, targets, True, retain_grads, write_retained)
-    return _pass(roots, seeds, targets, False, retain_grads, write_retained)
+            return _pass(roots, seeds, targets, True, retain_grads, write_retained, order)
+    return _pass(roots, seeds, targets, False, retain_grads, write_retained, order)
 
 
 def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, create_graph: bool,
-          retain_grads: bool, write_retained: bool) -> dict[int, tuple[Tensor, Any]]:
-    order = toposort(roots, stop=targets)
+          retain_grads: bool, write_retained: bool,
+          taped: list[Tensor] | None) -> dict[int, tuple[Tensor, Any]]:
+    order = toposort(roots, stop=targets) if taped is None else taped
     wanted = None
     if targets is not None:  # the nodes that depend on a target, targets included
         wanted = set(targets)
@@ -162,6 +166,8 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
             key = id(parent)
             previous = cotangents.get(key)
             cotangents[key] = cotangent if previous is None else previous + cotangent
+    if taped is not None:  # leaves (never on a tape) keep their cotangents in the dict
+        ends.update((key, (None, cotangent)) for key, cotangent in cotangents.items())
     return ends
 
 
@@ -178,6 +184,8 @@ def accumulate_grad(node: Tensor, cotangent: Any) -> None:
                                     ops.identity if cotangent.requires_grad else None,
                                     (cotangent,) if cotangent.requires_grad else (), {})
             node.grad._scope = cotangent._scope  # drawn inside the pass that made it
+            if cotangent.requires_grad and STATE.tape is not None:
+                STATE.tape.append(node.grad)  # an enclosing pass walks the tape
         else:
             node.grad = node.grad + cotangent
     elif node.grad is None:

@@ -229,6 +229,8 @@ class Primitive:
             out = np.asarray(out)
         if grad and STATE.grad_enabled and self.differentiable:
             result = Tensor.node(out, True, self, args, params)
+            if STATE.tape is not None:
+                STATE.tape.append(result)
         elif STATE.tracing and (grad or _any_recorded(args)):
             # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
             result = Tensor.node(out, False, self, args, params)

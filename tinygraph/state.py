@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 class _State:
     __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing", "rule_op",
-                 "graph_passes")
+                 "graph_passes", "tape")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -22,6 +22,9 @@ class _State:
         self.tracing = 0  # > 0 while tg.trace records a function
         self.rule_op: str | None = None  # the op whose rule is being recorded on Tensors
         self.graph_passes = 0  # recorded reverse passes so far (they are named by number)
+        # While a top-level transform runs its function: every node that requires grad, in the
+        # order it was made (a topological order: the pass needs no sort). None otherwise.
+        self.tape: list | None = None
 
 
 STATE = _State()

@@ -65,6 +65,8 @@ def _variable(leaf: Any, where: str, number: int, path: str, joined: bool) -> Te
     if joined and _is_live(leaf):
         variable = Tensor.node(leaf.data, True, ops.identity, (leaf,), {})
         variable._retain = True  # not a leaf, yet Tensor.backward inside f fills its .grad
+        if STATE.tape is not None:  # the enclosing pass walks the tape: it must see this node
+            STATE.tape.append(variable)
         return variable
     try:
         data = leaf.data if isinstance(leaf, Tensor) else as_float_array(leaf)
@@ -121,7 +123,7 @@ def _cut(values: list[Any], cut: bool) -> list[Any]:
 
 
 def _cotangents(roots: list[Any], seeds: list[Any], variables: list[Tensor],
-                record: bool) -> list[Any]:
+                record: bool, tape: list[Tensor] | None = None) -> list[Any]:
     """The cotangent reaching each variable from ``roots`` seeded with ``seeds`` (None: none)."""
     live_roots, live_seeds = [], []
     for root, seed in zip(roots, seeds):
@@ -133,7 +135,7 @@ def _cotangents(roots: list[Any], seeds: list[Any], variables: list[Tensor],
         return [None] * len(variables)
     targets = {id(v) for v in variables} if record else None
     ends = reverse_pass(live_roots, live_seeds, targets=targets, create_graph=record,
-                        write_retained=False)
+                        write_retained=False, order=tape)
     return [ends[id(v)][1] if id(v) in ends else None for v in variables]
 
 
@@ -212,9 +214,18 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
         joined, cut = _joined()
         numbers = _argnums(argnums, len(args), where)
         args_list, wrapped = _variables(args, numbers, where, joined)
-        out = _scalar_output(_call(f, args_list, kwargs), where)
+        if joined:
+            out = _scalar_output(_call(f, args_list, kwargs), where)
+            tape = None
+        else:  # top level: record the tape, so that the pass needs no topological sort
+            previous, STATE.tape = STATE.tape, []
+            try:
+                out = _call(f, args_list, kwargs)
+            finally:
+                tape, STATE.tape = STATE.tape, previous
+            out = _scalar_output(out, where)
         variables = [t for _, tensors in wrapped for t in tensors]
-        found = _cotangents([out], [np.ones_like(out.data)], variables, joined)
+        found = _cotangents([out], [np.ones_like(out.data)], variables, joined, tape)
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())
             grads = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
