@@ -220,3 +220,12 @@ def test_cross_entropy_and_its_rule_share_one_log_softmax():
     compiled(params, x, y)
     assert "softmax_cross_entropy + softmax_minus_targets" in compiled.source
     assert compiled.source.count("log_softmax") == 0
+
+
+def test_make_program_and_its_drawing():
+    program = tg.make_program(tg.grad(lambda x: tg.sum(tg.tanh(x) * x)))(np.ones(3))
+    text = str(program)
+    assert text.splitlines()[0] == "program(%0: float64[3] = arg 0)"
+    assert "= tanh %0" in text and text.splitlines()[-1].startswith("  return (%")
+    source = tg.to_dot_program(program).source
+    assert source.count("tanh") == 1 and "output 0" in source and "arg 0" in source

@@ -49,6 +49,7 @@ from tinygraph.ops import (
 from tinygraph.ops import reduce_max as max  # noqa: A004 - tg.max, as users expect
 from tinygraph.ops import reduce_sum as sum  # noqa: A004
 from tinygraph.primitive import Primitive, primitive, registry
+from tinygraph.program import Program
 from tinygraph.pytree import tree_map
 from tinygraph.sampling import RandomDraw
 from tinygraph.state import (
@@ -60,15 +61,15 @@ from tinygraph.state import (
     scope,
 )
 from tinygraph.tensor import Tensor
-from tinygraph.tracing import Traced, TraceError, trace
+from tinygraph.tracing import Traced, TraceError, make_program, trace
 from tinygraph.transforms import grad, hessian, hvp, jacobian, jvp, value_and_grad, vjp
-from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward
+from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward, to_dot_program
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError",
-    "Primitive", "RandomDraw", "Tensor", "TraceError", "Traced", "add", "backward",
+    "Primitive", "Program", "make_program", "to_dot_program", "RandomDraw", "Tensor", "TraceError", "Traced", "add", "backward",
     "broadcast_to", "cast", "check_grads", "check_op", "detect_anomaly", "div", "enable_grad",
     "equal", "exp", "getitem", "grad", "greater", "greater_equal", "hessian", "hvp", "identity",
     "is_grad_enabled", "jacobian", "jvp", "keep_freed_memory", "less", "less_equal", "log",

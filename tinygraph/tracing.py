@@ -158,6 +158,18 @@ def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8,
     return Traced(fn, retrace=retrace, max_traces=max_traces, donate_argnums=donate_argnums)
 
 
+def make_program(fn: Callable[..., Any], **options: Any) -> Callable[..., Program]:
+    """``make_program(f)(*args)``: the program ``tg.trace(f)`` records for these arguments
+    (like ``jax.make_jaxpr``): ``print`` it, or draw it with ``tg.to_dot_program``."""
+    traced = Traced(fn, **options)
+
+    def program_of(*args: Any) -> Program:
+        traced(*args)
+        return traced.program
+
+    return program_of
+
+
 class Traced:
     """A traced function: call it like the original."""
 

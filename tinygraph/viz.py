@@ -525,3 +525,42 @@ def svg(output: Tensor, **options: Any) -> str | None:
     if shutil.which("dot") is None:
         return None
     return to_dot(output, **options).pipe(format="svg").decode()
+
+
+def to_dot_program(program: Any, *, max_nodes: int = 2000, rankdir: str = "TB",
+                   title: str | None = None) -> Any:
+    """A traced function's program (``traced.program``) as a graph: one box per equation
+    (the op and the shape and dtype of its result), the inputs as ellipses, edges from each
+    value to the equations that read it; constants are notes.
+    """
+    drawing = _Drawing()
+    key_of: dict[int, str] = {}
+    for item in program.inputs:
+        key_of[item.value] = f"v{item.value}"
+        drawing.node(key_of[item.value], f"%{item.value} = arg {item.path or '0'}\\n"
+                     f"{_shape_text(tuple(item.shape))} {np.dtype(item.dtype)}",
+                     PARAMETER | {"shape": "ellipse"})
+    constants = 0
+    for eq in program.equations:
+        key = f"v{eq.out}"
+        label = f"%{eq.out} = {eq.prim.name}" + (f"\\n{_param_text(eq.params)}" if eq.params
+                                                  else "")
+        drawing.node(key, f"{label}\\n{_shape_text(tuple(eq.shape))} {np.dtype(eq.dtype)}",
+                     OP if eq.grad else OP | {"style": "rounded,filled,dashed"})
+        for position, value in enumerate(eq.inputs):
+            if value in program.constants:
+                constants += 1
+                tail = f"c{constants}"
+                drawing.node(tail, _constant_label(program.constants[value]),
+                             CONSTANT | {"shape": "note"})
+            else:
+                tail = key_of[value]
+            drawing.edge(tail, key, **({"label": str(position)} if len(eq.inputs) > 1 else {}))
+        key_of[eq.out] = key
+    for number, value in enumerate(program.outputs):
+        if value is not None:
+            drawing.node(f"out{number}", f"output {number}", INTERMEDIATE | {"shape": "ellipse",
+                                                                              "penwidth": "2.5"})
+            drawing.edge(key_of[value], f"out{number}")
+    _check_size(len(drawing.nodes), max_nodes)
+    return drawing.to_digraph(title or "program", rankdir)
