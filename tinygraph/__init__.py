@@ -68,14 +68,14 @@ from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward, t
 __version__ = "0.1.0"
 
 __all__ = [
-    "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError",
-    "Primitive", "Program", "make_program", "to_dot_program", "RandomDraw", "Tensor", "TraceError", "Traced", "add", "backward",
-    "broadcast_to", "cast", "check_grads", "check_op", "detect_anomaly", "div", "enable_grad",
-    "equal", "exp", "getitem", "grad", "greater", "greater_equal", "hessian", "hvp", "identity",
-    "is_grad_enabled", "jacobian", "jvp", "keep_freed_memory", "less", "less_equal", "log",
-    "log_softmax", "matmul", "max", "mean", "mul", "neg", "no_grad", "not_equal",
-    "numerical_grad", "power", "primitive", "registry", "relu", "render", "reshape",
-    "scatter_add", "scope", "sigmoid", "softmax", "softmax_cross_entropy", "stop_gradient",
-    "sub", "sum", "tanh", "to_dot", "to_dot_backward", "toposort", "trace", "transpose",
-    "tree_map", "unbroadcast", "value_and_grad", "vjp", "where",
+    "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError", "Primitive",
+    "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "add", "backward", "broadcast_to",
+    "cast", "check_grads", "check_op", "detect_anomaly", "div", "enable_grad", "equal", "exp",
+    "getitem", "grad", "greater", "greater_equal", "hessian", "hvp", "identity", "is_grad_enabled",
+    "jacobian", "jvp", "keep_freed_memory", "less", "less_equal", "log", "log_softmax",
+    "make_program", "matmul", "max", "mean", "mul", "neg", "no_grad", "not_equal",
+    "numerical_grad", "power", "primitive", "registry", "relu", "render", "reshape", "scatter_add",
+    "scope", "sigmoid", "softmax", "softmax_cross_entropy", "stop_gradient", "sub", "sum", "tanh",
+    "to_dot", "to_dot_backward", "to_dot_program", "toposort", "trace", "transpose", "tree_map",
+    "unbroadcast", "value_and_grad", "vjp", "where",
 ]
