@@ -229,3 +229,17 @@ def test_make_program_and_its_drawing():
     assert "= tanh %0" in text and text.splitlines()[-1].startswith("  return (%")
     source = tg.to_dot_program(program).source
     assert source.count("tanh") == 1 and "output 0" in source and "arg 0" in source
+
+
+def test_optimizer_states_donated_are_updated_in_place():
+    params, x, y = mnist(np.float64)
+    zeros = {k: np.zeros_like(p) for k, p in params.items()}
+    eager = adam_step(params, zeros, zeros, 1.0, x, y)
+    step = tg.trace(adam_step, donate_argnums=(0, 1, 2))
+    p, m, v = ({k: a.copy() for k, a in tree.items()} for tree in (params, zeros, zeros))
+    m_arrays = dict(m)
+    value, p2, m2, v2 = step(p, m, v, 1.0, x, y)
+    assert value == eager[0].data
+    for got, want in zip((p2, m2, v2), eager[1:]):
+        assert all(np.array_equal(got[k], want[k].data) for k in params)
+    assert any(m2[k] is m_arrays[k] for k in params)  # moments written in place

@@ -140,6 +140,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
             namespace[function_name] = ufunc
             call = f"{function_name}({args}, out={target})"
             fresh.add(eq.out)  # the caller's own (donated) array
+            donated[eq.out] = key  # which a later result may take over when this one dies
         elif into is not None and eq.out not in returned:
             if ufunc is not None:  # elementwise: may overwrite an input that dies right here
                 release(dict.fromkeys(eq.inputs), index)
