@@ -13,8 +13,17 @@ from typing import Any
 TreeDef = Any  # a nested description of the structure; opaque to callers
 
 
+_LEAF = ("leaf",)
+_CONTAINERS = (dict, list, tuple)
+
+
 def flatten(tree: Any) -> tuple[list[Any], TreeDef, list[str]]:
     """(leaves, structure, paths) of ``tree`` (recursive: pytrees are shallow, graphs are not)."""
+    if type(tree) is dict and not any(  # the common case, a flat dict of arrays: no recursion
+            v is None or isinstance(v, _CONTAINERS) for v in tree.values()):
+        keys = tuple(tree)
+        return (list(tree.values()), ("dict", keys, (_LEAF,) * len(keys)),
+                [f"[{k!r}]" for k in keys])
     leaves: list[Any] = []
     paths: list[str] = []
 
