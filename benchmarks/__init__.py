@@ -6,7 +6,9 @@ subset in seconds, ``--only NAME`` one benchmark, ``--out DIR`` writes elsewhere
 
 Every ratio is against hand-written NumPy (:mod:`benchmarks.engines`), measured in the same
 process, interleaved with the other engines. The suite uses tinygraph's public API only, as a user
-would; PyTorch joins when it is installed.
+would; the peers a user would choose instead join when they are installed (PyTorch eager, MyGrad,
+HIPS autograd, JAX ``jit``), never as dependencies. ``--threads`` holds every runtime to that many
+threads: BLAS and OpenMP through threadpoolctl, PyTorch's own setting, XLA through ``PJRT_NPROC``.
 
 Modules, one job each:
 

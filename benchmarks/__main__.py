@@ -83,9 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"directory for the results (default {RESULTS})")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for BLAS, OpenMP and PyTorch, and with 1, single-threaded "
-                             "XLA products for JAX (default: this machine's "
-                             f"{default_threads()})")
+                        help="threads for BLAS, OpenMP, PyTorch and XLA (JAX) (default: this "
+                             f"machine's {default_threads()})")
     parser.add_argument("--machine", default=None,
                         help=f"machine name in the file names (default: {machine_name()})")
     parser.add_argument("--mnist", type=Path, default=step.MNIST_DIR,

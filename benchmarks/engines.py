@@ -496,6 +496,7 @@ class JaxJit(Engine):
         self._grads: dict[str, Any] = {}
 
     def _context(self) -> Any:
+        """64-bit JAX for a float64 engine; JAX's defaults otherwise."""
         return self.jax.enable_x64(True) if self._x64 else contextlib.nullcontext()
 
     def prepare(self, x: np.ndarray, y: np.ndarray) -> Any:
@@ -509,14 +510,9 @@ class JaxJit(Engine):
         return batch
 
     def step(self, batch: Any) -> None:
-        x, y = batch
-        if self._x64:
-            with self.jax.enable_x64(True):
-                self._params, self._loss, self._grads = self.jax.block_until_ready(
-                    self._step(self._params, x, y))
-        else:
+        with self._context():  # a nullcontext in float32 (~0.1 us), enable_x64 ~1 us
             self._params, self._loss, self._grads = self.jax.block_until_ready(
-                self._step(self._params, x, y))
+                self._step(self._params, *batch))
 
     def last_loss(self) -> float:
         return float(self._loss)

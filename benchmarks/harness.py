@@ -57,8 +57,15 @@ def torch_module() -> ModuleType | None:
 
 
 def jax_module() -> ModuleType | None:
-    """JAX when it is installed, else None. Call :func:`configure_xla` before the first import."""
-    return optional_module("jax")
+    """JAX when it is installed, else None, with the settings of :func:`configure_xla` applied.
+
+    Call :func:`configure_xla` first: XLA sizes its thread pools when JAX starts its CPU backend.
+    """
+    jax = optional_module("jax")
+    if jax is not None:
+        for option, value in _JAX_OPTIONS.items():
+            jax.config.update(option, value)
+    return jax
 
 
 def package_version(name: str) -> str | None:
@@ -74,39 +81,31 @@ def package_version(name: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 # XLA (JAX's CPU backend) runs its own thread pools, which neither threadpoolctl nor PyTorch's
-# setting reaches, and it has no flag for a thread count. This flag makes its matrix products
-# (Eigen) single-threaded; XLA reads XLA_FLAGS once, when JAX's CPU backend starts. (The
-# ``intra_op_parallelism_threads=1`` often written after it is TensorFlow's, not XLA's: XLA
-# ignores it there and aborts on it alone.) Measured in the step benchmark's "cores busy"
-# column: process CPU time over wall time while each engine's samples run.
-XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+# setting reaches. It sizes them, when JAX starts its CPU backend, from PJRT_NPROC (then NPROC,
+# then the cores this process may use). XLA_FLAGS=--xla_cpu_multi_thread_eigen=false, the usual
+# advice, leaves this XLA multi-threaded: a full-batch step kept 1.99 cores busy with it and 1.00
+# with PJRT_NPROC=1 (``intra_op_parallelism_threads=1``, often written after it, is TensorFlow's
+# option, not an XLA flag). With one thread, JAX also runs each computation on the calling thread
+# instead of handing it to a dispatch thread (jax_cpu_enable_async_dispatch=False): the same time
+# per step, but 1.00 cores busy instead of up to 1.36 at batch 1. The step benchmark's "cores
+# busy" table (process CPU time over wall time per engine) shows what each runtime really used.
+_JAX_OPTIONS: dict[str, Any] = {}
 
 
 def configure_xla(threads: int) -> dict[str, Any]:
-    """Set ``XLA_FLAGS`` for ``threads`` before JAX is imported; say what XLA will use.
+    """XLA's threads for ``threads``, set before JAX is imported; what was set, and if it holds.
 
-    With one thread, :data:`XLA_ONE_THREAD` is added to the flags already in the environment;
-    with more, it is taken out again (XLA then uses every core: it cannot be given a number).
-    Once JAX is imported in this process the flags may already be read, so nothing changes.
+    Sets ``PJRT_NPROC`` (the size of XLA's CPU thread pools) and, with one thread, turns JAX's
+    asynchronous CPU dispatch off (applied by :func:`jax_module`). Once JAX's CPU backend has
+    started in this process, its pools are sized already: the result then says so.
     """
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    wanted = [flag for flag in flags if flag != XLA_ONE_THREAD]
-    if threads == 1:
-        wanted.append(XLA_ONE_THREAD)
-    if "jax" in sys.modules:
-        applied = wanted == flags
-        note = ("XLA flags as asked" if applied else
-                "JAX was imported in this process before the flags could be set: unchanged")
-    else:
-        if wanted:
-            os.environ["XLA_FLAGS"] = " ".join(wanted)
-        else:
-            os.environ.pop("XLA_FLAGS", None)
-        applied, note = True, "set before JAX was imported"
-    one = XLA_ONE_THREAD in os.environ.get("XLA_FLAGS", "").split()
-    return {"xla_flags": os.environ.get("XLA_FLAGS"), "applied": applied, "note": note,
-            "xla_threads": "one thread for products (xla_cpu_multi_thread_eigen=false)" if one
-            else "every core (XLA has no thread-count flag)"}
+    os.environ["PJRT_NPROC"] = str(threads)
+    _JAX_OPTIONS["jax_cpu_enable_async_dispatch"] = threads > 1
+    imported = "jax" in sys.modules and sys.modules["jax"] is not None
+    note = ("JAX was imported earlier in this process: holds only if its CPU backend had not "
+            "started" if imported else "set before JAX was imported")
+    return {"PJRT_NPROC": str(threads), "async_dispatch": threads > 1, "applied": not imported,
+            "note": note}
 
 
 # ---------------------------------------------------------------------------------------------

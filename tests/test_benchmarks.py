@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
-from benchmarks import engines
+from benchmarks import engines, harness
 from benchmarks.__main__ import QUICK, main
-from benchmarks.harness import XLA_ONE_THREAD, configure_xla
+from benchmarks.harness import configure_xla
 from benchmarks.ops import OpsPlan, run_ops
 from benchmarks.report import evaluate_targets
 from benchmarks.step import check_engines
@@ -29,7 +29,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     """One ``--quick`` run, in process, shared by the tests that read its files."""
     out = tmp_path_factory.mktemp("benchmarks")
-    assert main(["--quick", "--out", str(out), "--machine", "test"]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # the run sets XLA's threads for the process
+        patch.delenv("PJRT_NPROC", raising=False)
+        patch.setattr(harness, "_JAX_OPTIONS", {})
+        assert main(["--quick", "--out", str(out), "--machine", "test"]) == 0
     (path,) = out.glob("*.json")
     return json.loads(path.read_text()), out
 
@@ -210,19 +213,18 @@ def test_jax_compiles_before_the_timed_steps() -> None:
             assert {v.dtype.name for v in engine.params().values()} == {dtype}
 
 
-def test_xla_threads_are_set_before_jax_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+def test_xla_threads_follow_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PJRT_NPROC sizes XLA's pools; one thread also runs JAX computations inline."""
+    monkeypatch.setenv("PJRT_NPROC", "7")
+    monkeypatch.setattr(harness, "_JAX_OPTIONS", {})
     monkeypatch.delitem(sys.modules, "jax", raising=False)
     one = configure_xla(1)
-    assert one["applied"] and os.environ["XLA_FLAGS"].split() == [
-        "--xla_cpu_enable_fast_math=false", XLA_ONE_THREAD]
-    assert configure_xla(1)["xla_flags"] == os.environ["XLA_FLAGS"]  # added once
-    assert configure_xla(2)["applied"]
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
-    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or object())
-    late = configure_xla(1)
-    assert not late["applied"] and "before" in late["note"]
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
+    assert one["applied"] and os.environ["PJRT_NPROC"] == "1" and not one["async_dispatch"]
+    assert harness._JAX_OPTIONS == {"jax_cpu_enable_async_dispatch": False}
+    monkeypatch.setitem(sys.modules, "jax", object())  # JAX imported already: said, not hidden
+    two = configure_xla(2)
+    assert not two["applied"] and "earlier" in two["note"]
+    assert os.environ["PJRT_NPROC"] == "2" and two["async_dispatch"]
 
 
 def test_an_engine_in_the_wrong_dtype_is_caught() -> None:
