@@ -12,6 +12,8 @@ the correctness check). The engines:
 * ``tg_value_and_grad`` -- ``tg.value_and_grad(loss)(params, x, y)``, then new parameter arrays;
 * ``tg_backward`` -- the PyTorch style: Tensors with ``requires_grad``, ``.backward()``, ``.grad``;
 * ``tg_traced`` -- ``tg.trace(tg.value_and_grad(loss))``, when this tinygraph has ``trace``;
+* ``tg_compiled`` -- the whole step (value_and_grad and the SGD update) as one compiled program,
+  ``tg.trace(sgd_step, donate_argnums=0)``: the engine the compiled-step targets are about;
 * ``torch_nn`` -- ``torch.nn.Sequential`` + ``CrossEntropyLoss`` + ``torch.optim.SGD``;
 * ``torch_raw`` -- torch tensors with ``requires_grad`` and a hand-written update;
 * ``mygrad`` -- MyGrad Tensors, ``loss.backward()``, ``.grad``, an in-place update of ``.data``;
@@ -232,6 +234,46 @@ class TinygraphTraced(TinygraphValueAndGrad):
 
     def transform(self, function: Callable[..., Any]) -> Callable[..., Any]:
         return tg.trace(tg.value_and_grad(function))  # type: ignore[attr-defined]
+
+
+class TinygraphCompiled(TinygraphValueAndGrad):
+    """The whole step as one compiled program, parameters donated (updated in place)::
+
+        def sgd_step(params, x, y):
+            value, grads = tg.value_and_grad(loss)(params, x, y)
+            return value, {k: params[k] - lr * grads[k] for k in params}
+        step = tg.trace(sgd_step, donate_argnums=0)
+
+    The program returns no gradients (they never leave it); for the agreement check, the
+    gradients of the first step are recomputed eagerly from a copy of the parameters it took.
+    """
+
+    name = "tg_compiled"
+    label = "tinygraph compiled, whole step"
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float = LEARNING_RATE) -> None:
+        super().__init__(params, lr)
+
+        def sgd_step(p: dict[str, Any], x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
+            value, grads = tg.value_and_grad(loss)(p, x, y)
+            return value, {k: p[k] - lr * grads[k] for k in p}
+
+        self._step = tg.trace(sgd_step, donate_argnums=0)  # type: ignore[attr-defined]
+        self._first: tuple | None = None
+        self._steps = 0
+
+    def step(self, batch: tuple[np.ndarray, np.ndarray]) -> None:
+        x, y = batch
+        if self._steps == 0:  # kept for last_grads (the agreement check)
+            self._first = ({k: v.copy() for k, v in self._params.items()}, x, y)
+        self._steps += 1
+        self._loss, self._params = self._step(self._params, x, y)
+
+    def last_grads(self) -> dict[str, np.ndarray]:
+        if self._steps != 1 or self._first is None:
+            raise RuntimeError("tg_compiled: gradients are known for the first step only")
+        params, x, y = self._first
+        return tg.grad(loss)(params, x, y)
 
 
 class TinygraphBackward(Engine):
@@ -530,8 +572,8 @@ class JaxJit(Engine):
 
 BASELINE = HandNumpy.name
 ALL_ENGINES: tuple[type[Engine], ...] = (HandNumpy, TinygraphValueAndGrad, TinygraphBackward,
-                                        TinygraphTraced, TorchNN, TorchRaw, MyGrad,
-                                        HipsAutograd, JaxJit)
+                                        TinygraphTraced, TinygraphCompiled, TorchNN, TorchRaw,
+                                        MyGrad, HipsAutograd, JaxJit)
 PEERS = tuple(engine.name for engine in ALL_ENGINES if engine.requires)
 ENGINES = {engine.name: engine for engine in ALL_ENGINES}
 
@@ -565,7 +607,7 @@ def available_engines() -> tuple[dict[str, type[Engine]], dict[str, str]]:
     for engine in ALL_ENGINES:
         if engine.requires and engine.requires not in found:
             found[engine.requires] = installed(engine.requires)
-        if engine is TinygraphTraced and not hasattr(tg, "trace"):
+        if engine in (TinygraphTraced, TinygraphCompiled) and not hasattr(tg, "trace"):
             skipped[engine.name] = "this tinygraph has no tg.trace yet"
         elif engine.requires and not found[engine.requires]:
             skipped[engine.name] = f"{engine.package} is not installed"

@@ -17,7 +17,7 @@ from benchmarks.engines import BASELINE, ENGINES
 from benchmarks.harness import log, optional_module
 
 EAGER = ("tg_value_and_grad", "tg_backward")
-TRACED = "tg_traced"
+TRACED = "tg_compiled"  # the compiled-step targets: the whole step compiled
 TORCH_NN = "torch_nn"
 MYGRAD = "mygrad"
 JAX = "jax_jit"

@@ -153,7 +153,7 @@ def test_missing_engines_are_skipped_and_said(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(engines, "jax_module", lambda: None)
     monkeypatch.setattr(engines, "optional_module", lambda name: None)
     available, skipped = engines.available_engines()
-    assert set(skipped) == {"tg_traced", "torch_nn", "torch_raw", *PEERS}
+    assert set(skipped) == {"tg_traced", "tg_compiled", "torch_nn", "torch_raw", *PEERS}
     assert set(available) == {engines.BASELINE, "tg_value_and_grad", "tg_backward"}
     assert skipped["jax_jit"] == "JAX is not installed"
     targets = evaluate_targets({"skipped_engines": skipped})
@@ -249,8 +249,8 @@ def test_targets_read_a_run() -> None:
                 "ratio": median / 1.0}
 
     step_rows = [row(engines.BASELINE, b, 1.0) for b in (1, 32, 128, 512)]
-    step_rows += [row("tg_traced", b, 0.99) for b in (1, 32, 128)]
-    step_rows += [row("tg_traced", 512, 1.01), row("tg_value_and_grad", 1, 1.25),
+    step_rows += [row("tg_compiled", b, 0.99) for b in (1, 32, 128)]
+    step_rows += [row("tg_compiled", 512, 1.01), row("tg_value_and_grad", 1, 1.25),
                   row("tg_value_and_grad", 128, 1.2)]
     step_rows += [row("jax_jit", b, 1.0) for b in (32, 128, 512)]
     step_rows += [row("mygrad", b, 2.0) for b in (1, 32, 128, 512)]
@@ -265,7 +265,7 @@ def test_targets_read_a_run() -> None:
         (match,) = [t for text, t in targets.items() if text.startswith(start)]
         return match["status"]
 
-    compiled = "compiled step (tinygraph traced)"
+    compiled = "compiled step (tinygraph compiled, whole step)"
     assert status(f"{compiled}, float32, batch 1:") == "met"
     assert status(f"{compiled}, float32, batch 512:") == "missed"
     assert status(f"{compiled}, float32, batch 48,000:") == "not measured"
