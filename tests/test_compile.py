@@ -243,3 +243,19 @@ def test_optimizer_states_donated_are_updated_in_place():
     for got, want in zip((p2, m2, v2), eager[1:]):
         assert all(np.array_equal(got[k], want[k].data) for k in params)
     assert any(m2[k] is m_arrays[k] for k in params)  # moments written in place
+
+
+def test_a_trace_leaves_no_garbage_cycles_holding_its_example():
+    import gc
+
+    params, x, y = mnist(batch=64)
+    step = tg.trace(tg.value_and_grad(network.loss))
+    gc.collect()
+    gc.disable()
+    try:
+        step(params, x, y)
+        step(params, x, y)
+        found = gc.collect()  # the example graph must already be gone by reference counting
+    finally:
+        gc.enable()
+    assert found == 0

@@ -241,6 +241,7 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
 
     for number, treedef in enumerate(arg_treedefs):
         pick(treedef, f"a{number}", 0)
+    pick = None  # noqa: F841 - break the function's reference to itself (a cycle)
     inputs = {item.leaf: item for item in program.inputs}
     body = []
     for position, expr in enumerate(leaves):

@@ -26,43 +26,49 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef, list[str]]:
                 [f"[{k!r}]" for k in keys])
     leaves: list[Any] = []
     paths: list[str] = []
+    treedef = _walk(tree, "", leaves, paths)
+    return leaves, treedef, paths
 
-    def walk(node: Any, path: str) -> TreeDef:
-        if isinstance(node, dict):
-            return ("dict", tuple(node), tuple(walk(v, f"{path}[{k!r}]") for k, v in node.items()))
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            return ("namedtuple", type(node),
-                    tuple(walk(v, f"{path}.{f}") for f, v in zip(node._fields, node)))
-        if isinstance(node, (list, tuple)):
-            kind = "list" if isinstance(node, list) else "tuple"
-            return (kind, len(node), tuple(walk(v, f"{path}[{i}]") for i, v in enumerate(node)))
-        if node is None:
-            return ("none",)
-        leaves.append(node)
-        paths.append(path)
-        return ("leaf",)
 
-    return leaves, walk(tree, ""), paths
+# Module-level recursion, not nested functions: a nested recursive function refers to itself
+# through its closure, a reference cycle that kept every flattened leaf (a trace's whole example
+# graph) alive until the cyclic garbage collector ran.
+def _walk(node: Any, path: str, leaves: list[Any], paths: list[str]) -> TreeDef:
+    if isinstance(node, dict):
+        return ("dict", tuple(node), tuple(_walk(v, f"{path}[{k!r}]", leaves, paths)
+                                           for k, v in node.items()))
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return ("namedtuple", type(node),
+                tuple(_walk(v, f"{path}.{f}", leaves, paths)
+                      for f, v in zip(node._fields, node)))
+    if isinstance(node, (list, tuple)):
+        kind = "list" if isinstance(node, list) else "tuple"
+        return (kind, len(node), tuple(_walk(v, f"{path}[{i}]", leaves, paths)
+                                       for i, v in enumerate(node)))
+    if node is None:
+        return ("none",)
+    leaves.append(node)
+    paths.append(path)
+    return _LEAF
 
 
 def unflatten(treedef: TreeDef, leaves: list[Any]) -> Any:
     """Rebuild the structure ``treedef`` with ``leaves`` in flatten's order."""
-    position = iter(leaves)
+    return _build(treedef, iter(leaves))
 
-    def build(node: TreeDef) -> Any:
-        kind = node[0]
-        if kind == "leaf":
-            return next(position)
-        if kind == "none":
-            return None
-        if kind == "dict":
-            return {k: build(child) for k, child in zip(node[1], node[2])}
-        if kind == "namedtuple":
-            return node[1](*(build(child) for child in node[2]))
-        children = [build(child) for child in node[2]]
-        return children if kind == "list" else tuple(children)
 
-    return build(treedef)
+def _build(node: TreeDef, position: Any) -> Any:
+    kind = node[0]
+    if kind == "leaf":
+        return next(position)
+    if kind == "none":
+        return None
+    if kind == "dict":
+        return {k: _build(child, position) for k, child in zip(node[1], node[2])}
+    if kind == "namedtuple":
+        return node[1](*(_build(child, position) for child in node[2]))
+    children = [_build(child, position) for child in node[2]]
+    return children if kind == "list" else tuple(children)
 
 
 def tree_map(function: Callable[..., Any], tree: Any, *others: Any) -> Any:
