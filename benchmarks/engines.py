@@ -242,7 +242,7 @@ class TinygraphCompiled(TinygraphValueAndGrad):
         def sgd_step(params, x, y):
             value, grads = tg.value_and_grad(loss)(params, x, y)
             return value, {k: params[k] - lr * grads[k] for k in params}
-        step = tg.trace(sgd_step, donate_argnums=0)
+        step = tg.trace(sgd_step, donate_argnums=0, fold_scale=True)
 
     The program returns no gradients (they never leave it); for the agreement check, the
     gradients of the first step are recomputed eagerly from a copy of the parameters it took.
@@ -258,7 +258,9 @@ class TinygraphCompiled(TinygraphValueAndGrad):
             value, grads = tg.value_and_grad(loss)(p, x, y)
             return value, {k: p[k] - lr * grads[k] for k in p}
 
-        self._step = tg.trace(sgd_step, donate_argnums=0)  # type: ignore[attr-defined]
+        # fold_scale: lr rides in the reverse pass, as in the hand-written step (equal to rounding)
+        self._step = tg.trace(sgd_step, donate_argnums=0,  # type: ignore[attr-defined]
+                              fold_scale=True)
         self._first: tuple | None = None
         self._steps = 0
 

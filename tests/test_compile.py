@@ -252,10 +252,47 @@ def test_a_trace_leaves_no_garbage_cycles_holding_its_example():
     step = tg.trace(tg.value_and_grad(network.loss))
     gc.collect()
     gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         step(params, x, y)
         step(params, x, y)
-        found = gc.collect()  # the example graph must already be gone by reference counting
+        gc.collect()  # the example graph must already be gone by reference counting
+        kinds = sorted({type(o).__name__ for o in gc.garbage})
+        functions = sorted({o.__qualname__ for o in gc.garbage if callable(o)
+                            and hasattr(o, "__qualname__")})
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
-    assert found == 0
+    assert "Tensor" not in kinds and "ndarray" not in kinds, (kinds, functions)
+
+
+def test_fold_scale_puts_the_learning_rate_into_the_seed():
+    params, x, y = mnist()
+    eager_value, eager_params = sgd_step(params, x, y)
+    plain = tg.trace(sgd_step)
+    folded = tg.trace(sgd_step, fold_scale=True)
+    plain(params, x, y)
+    value, updated = folded(params, x, y)
+    assert plain.source.count("# mul") == folded.source.count("# mul") + 4  # lr * g, 4 times
+    assert value == eager_value.data
+    for k in params:  # equal to rounding, no longer bit for bit
+        assert np.allclose(updated[k], eager_params[k].data, rtol=1e-5, atol=1e-8)
+    value, updated = folded(params, x, y)  # the compiled program
+    assert all(np.allclose(updated[k], eager_params[k].data, rtol=1e-5, atol=1e-8)
+               for k in params)
+
+
+def test_fold_scale_leaves_other_uses_of_gradients_alone():
+    params, x, y = mnist(np.float64)
+    zeros = {k: np.zeros_like(p) for k, p in params.items()}
+    for step, args in ((momentum_step, (params, zeros, x, y)),
+                       (adam_step, (params, zeros, zeros, 1.0, x, y)),
+                       (lambda p, xb, yb: tg.value_and_grad(network.loss)(p, xb, yb),
+                        (params, x, y))):
+        folded = tg.trace(step, fold_scale=True)
+        plain = tg.trace(step)
+        got, want = folded(*args), plain(*args)
+        assert folded.source == plain.source  # nothing folded
+        for a, b in zip(tg.pytree.flatten(got)[0], tg.pytree.flatten(want)[0]):
+            assert np.array_equal(a, b)

@@ -28,6 +28,7 @@ class Equation:
     dtype: np.dtype
     grad: bool  # recorded as differentiable (False: made under no_grad, or a mask)
     passthrough: int | None = None  # traced, it returned this input itself (identity)
+    in_pass: bool = False  # made by a recorded reverse pass (a backward rule)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 class _State:
     __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing", "rule_op",
-                 "graph_passes", "tape")
+                 "graph_passes", "tape", "seed_scale")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -25,6 +25,8 @@ class _State:
         # While a top-level transform runs its function: every node that requires grad, in the
         # order it was made (a topological order: the pass needs no sort). None otherwise.
         self.tape: list | None = None
+        # While tg.trace folds a learning rate into the reverse pass: the seed (1 otherwise).
+        self.seed_scale: float | None = None
 
 
 STATE = _State()

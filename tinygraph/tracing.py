@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph import ops
 from tinygraph.autodiff import toposort
 from tinygraph.compile import Compiled, GuardError
 from tinygraph.primitive import check_finite
@@ -112,25 +113,30 @@ class _Trace:
         return self._results(self._interpret(self._values(leaves, keep_tensors=True)))
 
     def _interpret(self, values: list[Any], check: bool = False) -> list[Any]:
-        program = self.program
-        slots: dict[int, Any] = dict(program.constants)
-        for item, value in zip(program.inputs, values):
-            slots[item.value] = value
-        recording = any(isinstance(v, Tensor) for v in values)
-        for eq in program.equations:
-            args = [slots[v] for v in eq.inputs]
-            if not recording:
-                result = eq.prim.forward(*args, **eq.params)
-                if check:
-                    check_finite(eq.prim, result, args, "compiled step")
-            elif eq.grad:
+        return interpret(self.program, values, check)
+
+
+def interpret(program: Program, values: list[Any], check: bool = False) -> list[Any]:
+    """Run ``program`` op by op: on arrays (checking each value for NaN/inf if ``check``), or on
+    Tensors, recording (ops traced under no_grad replayed under no_grad)."""
+    slots: dict[int, Any] = dict(program.constants)
+    for item, value in zip(program.inputs, values):
+        slots[item.value] = value
+    recording = any(isinstance(v, Tensor) for v in values)
+    for eq in program.equations:
+        args = [slots[v] for v in eq.inputs]
+        if not recording:
+            result = eq.prim.forward(*args, **eq.params)
+            if check:
+                check_finite(eq.prim, result, args, "compiled step")
+        elif eq.grad:
+            result = eq.prim(*args, **eq.params)
+        else:
+            with no_grad():
                 result = eq.prim(*args, **eq.params)
-            else:
-                with no_grad():
-                    result = eq.prim(*args, **eq.params)
-            slots[eq.out] = result
-        outputs = [slots[v] for v in program.outputs if v is not None]
-        return outputs if recording else [np.array(v, copy=True) for v in outputs]
+        slots[eq.out] = result
+    outputs = [slots[v] for v in program.outputs if v is not None]
+    return outputs if recording else [np.array(v, copy=True) for v in outputs]
 
 
 def _counts(owner: list[int], count: int) -> list[int]:
@@ -142,7 +148,7 @@ def _counts(owner: list[int], count: int) -> list[int]:
 
 
 def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8,
-          donate_argnums: int | tuple[int, ...] = ()) -> Traced:
+          donate_argnums: int | tuple[int, ...] = (), fold_scale: bool = False) -> Traced:
     """Record ``fn`` once per argument signature and replay it as a flat program.
 
     ``fn`` is a function of arrays returning Tensors (or a pytree of them), for instance
@@ -154,8 +160,16 @@ def trace(fn: Callable[..., Any], *, retrace: bool = True, max_traces: int = 8,
     compiled program may write its results into them (an SGD step then updates the parameters
     in place and returns those same arrays). Do not use a donated array after the call except
     through what the call returned.
+
+    ``fold_scale``: when every gradient the function computes is used only multiplied by one
+    number (``p - lr * g``), the reverse pass is recorded from the seed ``lr`` instead of 1 and
+    those multiplications are dropped, as hand-written code does. That changes rounding (the
+    result is no longer bit for bit the eager one, only equal to rounding), hence opt-in; the
+    folded program is checked against the unfolded one on the example arguments, and not used
+    if they disagree.
     """
-    return Traced(fn, retrace=retrace, max_traces=max_traces, donate_argnums=donate_argnums)
+    return Traced(fn, retrace=retrace, max_traces=max_traces, donate_argnums=donate_argnums,
+                  fold_scale=fold_scale)
 
 
 def make_program(fn: Callable[..., Any], **options: Any) -> Callable[..., Program]:
@@ -174,12 +188,13 @@ class Traced:
     """A traced function: call it like the original."""
 
     def __init__(self, fn: Callable[..., Any], retrace: bool = True, max_traces: int = 8,
-                 donate_argnums: int | tuple[int, ...] = ()) -> None:
+                 donate_argnums: int | tuple[int, ...] = (), fold_scale: bool = False) -> None:
         transform = TRANSFORMS.get(fn)
         # Numbers in a differentiated argument are inputs (as grad makes them arrays).
         self.argnums = None if transform is None else transform[2]
         self.function = fn
         self.retrace = retrace
+        self.fold_scale = fold_scale
         self.donated = {donate_argnums} if isinstance(donate_argnums, int) \
             else set(donate_argnums)
         self.max_traces = max_traces
@@ -267,6 +282,34 @@ class Traced:
     # -- recording ---------------------------------------------------------------------------
     def _build(self, args: tuple, leaves: list[Any], treedefs: list[Any], owner: list[int],
                numbers: tuple[int, ...], paths: list[str]) -> _Trace:
+        record = functools.partial(self._record, args, leaves, treedefs, owner, numbers, paths)
+        program = record()
+        scale = foldable_scale(program) if self.fold_scale else None
+        if scale is not None:  # record again with the scale as the seed of the reverse pass
+            previous, STATE.seed_scale = STATE.seed_scale, scale
+            try:
+                folded = record()
+            finally:
+                STATE.seed_scale = previous
+            drop_scalings(folded, scale)
+            folded.optimize()
+            program.optimize()
+            example = []
+            for item in program.inputs:
+                leaf = leaves[item.leaf]
+                data = leaf.data if isinstance(leaf, Tensor) else leaf
+                example.append(as_float_array(data) if item.to_float else data)
+            if _agree(interpret(program, example), interpret(folded, example)):
+                program = folded
+        else:
+            program.optimize()
+        statics = {position: leaf for position, leaf in enumerate(leaves)
+                   if not _is_array(leaf) and owner[position] not in numbers}
+        return _Trace(program, treedefs, statics)
+
+    def _record(self, args: tuple, leaves: list[Any], treedefs: list[Any], owner: list[int],
+                numbers: tuple[int, ...], paths: list[str]) -> Program:
+        """Call the function on Tensors once and keep what it applied, as a program."""
         program = Program()
         inside = connected()  # traced while an enclosing transform records
         tensors: list[Any] = []
@@ -343,9 +386,10 @@ class Traced:
             data = node.data
             same = next((i for i, x in enumerate(node._inputs)
                          if isinstance(x, Tensor) and x.data is data), None)
+            in_pass = any(name.startswith("grad pass ") for name in node._scope)
             program.equations.append(Equation(node._prim, inputs, node._params, number,
                                               data.shape, data.dtype, node.requires_grad,
-                                              same))
+                                              same, in_pass))
         program.output_treedef = out_treedef
         for leaf in out_leaves:
             if isinstance(leaf, Tensor) and id(leaf) in depends:
@@ -355,7 +399,52 @@ class Traced:
                 program.outputs.append(None)
                 program.output_constants.append(leaf.data if isinstance(leaf, Tensor)
                                                 else leaf)
-        program.optimize()
-        statics = {position: leaf for position, leaf in enumerate(leaves)
-                   if not _is_array(leaf) and owner[position] not in numbers}
-        return _Trace(program, treedefs, statics)
+        return program
+
+
+def _scaled_gradient(program: Program, eq: Equation, produced: set[int]) -> tuple[int, Any] | None:
+    """(position of the gradient, the number) if ``eq`` is ``mul(number, gradient)``."""
+    if eq.in_pass or eq.prim is not ops.mul or len(eq.inputs) != 2:
+        return None
+    reads = [i for i, v in enumerate(eq.inputs) if v in produced]
+    if len(reads) != 1:
+        return None
+    number = program.constants.get(eq.inputs[1 - reads[0]])
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    return reads[0], number
+
+
+def foldable_scale(program: Program) -> Any:
+    """The one number every gradient is multiplied by, if that is all that uses gradients.
+
+    Gradients are the values a recorded reverse pass made; anything else reading one (an
+    output, an Adam ``g * g``, a momentum ``mu * v + g``) means no folding.
+    """
+    produced = {eq.out for eq in program.equations if eq.in_pass}
+    if any(v in produced for v in program.outputs):
+        return None
+    scale = None
+    for eq in program.equations:
+        if eq.in_pass or not any(v in produced for v in eq.inputs):
+            continue
+        found = _scaled_gradient(program, eq, produced)
+        if found is None or (scale is not None and found[1] != scale):
+            return None
+        scale = found[1]
+    return scale
+
+
+def drop_scalings(program: Program, scale: Any) -> None:
+    """Make every ``mul(scale, gradient)`` a pass-through: the pass already multiplied."""
+    produced = {eq.out for eq in program.equations if eq.in_pass}
+    for eq in program.equations:
+        found = _scaled_gradient(program, eq, produced)
+        if found is not None and found[1] == scale and eq.grad:
+            eq.passthrough = found[0]
+
+
+def _agree(expected: list[Any], folded: list[Any]) -> bool:
+    return len(expected) == len(folded) and all(
+        np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-4, atol=1e-6)
+        for a, b in zip(expected, folded))

@@ -225,7 +225,10 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
                 tape, STATE.tape = STATE.tape, previous
             out = _scalar_output(out, where)
         variables = [t for _, tensors in wrapped for t in tensors]
-        found = _cotangents([out], [np.ones_like(out.data)], variables, joined, tape)
+        seed = np.ones_like(out.data)
+        if joined and STATE.seed_scale is not None:  # tg.trace(..., fold_scale=True)
+            seed = seed * np.asarray(STATE.seed_scale, dtype=seed.dtype)
+        found = _cotangents([out], [seed], variables, joined, tape)
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())
             grads = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
