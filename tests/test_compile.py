@@ -296,3 +296,71 @@ def test_fold_scale_leaves_other_uses_of_gradients_alone():
         assert folded.source == plain.source  # nothing folded
         for a, b in zip(tg.pytree.flatten(got)[0], tg.pytree.flatten(want)[0]):
             assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by review: each of these once gave a wrong number
+# ---------------------------------------------------------------------------------------------
+
+def test_fold_scale_is_refused_where_the_seed_is_not_the_gradients_only_source():
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(3, 2)) * 100, "b": rng.normal(size=2) * 10}
+    x = rng.normal(size=(4, 3))
+
+    def loss(p):
+        return tg.sum(tg.tanh(x @ p["w"] + p["b"])) + tg.sum(p["b"])
+
+    def via_vjp(p):
+        value, pull = tg.vjp(loss, p)
+        (g,) = pull(np.array(1.0))
+        return value, {k: p[k] - 0.1 * g[k] for k in p}
+
+    def under_no_grad(p):
+        value, g = tg.value_and_grad(loss)(p)
+        with tg.no_grad():
+            return value, {k: p[k] - 1e-5 * g[k] for k in p}
+
+    def constant_gradient(p):  # d/db sum(b) is a constant: folded at trace time
+        value, g = tg.value_and_grad(loss)(p)
+        return value, {k: p[k] - 1e-5 * g[k] for k in p}
+
+    for step in (via_vjp, under_no_grad, constant_gradient):
+        eager = step(params)
+        compiled = tg.trace(step, fold_scale=True)
+        for _ in range(2):
+            value, updated = compiled(params)
+            for k in params:
+                change = np.asarray(eager[1][k]) - params[k]
+                assert np.allclose(updated[k] - params[k], change, rtol=1e-6, atol=0), step
+
+
+def test_the_guard_checks_dict_key_order_donation_safety_and_static_floats():
+    f = tg.trace(lambda d: [d[k] * 1.0 for k in d])
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    f({"a": a, "b": b})
+    first, second = f({"b": b, "a": a})
+    assert np.array_equal(first, b) and np.array_equal(second, a)
+
+    def update(p, q):
+        return p - 0.1 * q * q, q * 2
+
+    step = tg.trace(update, donate_argnums=0)
+    w = np.array([1.0, 2.0])
+    step(w.copy(), w.copy())
+    shared = w.copy()
+    new_p, doubled = step(shared, shared)  # one array in both places: nothing overwritten early
+    assert np.allclose(new_p, w - 0.1 * w * w) and np.allclose(doubled, 2 * w)
+    read_only = np.broadcast_to(np.array([1.0, 2.0]), (2,))
+    new_p, _ = step(read_only, w.copy())
+    assert np.allclose(new_p, [1.0, 2.0] - 0.1 * w * w)
+
+    g = tg.trace(lambda x, s: x * s if s == s else x * 0)  # a NaN static argument
+    for _ in range(10):
+        g(np.ones(2), float("nan"))
+    assert g.trace_count == 1
+    h = tg.trace(lambda v: (1 / (v * 0.0), 1 / (v * -0.0)))
+    with np.errstate(divide="ignore"):
+        plus, minus = h(np.array([1.0]))
+    assert plus[0] == np.inf and minus[0] == -np.inf
+    with pytest.raises(TypeError, match="keyword arguments are not supported"):
+        h(v=np.ones(1))

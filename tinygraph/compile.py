@@ -222,7 +222,9 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
         elif kind == "none":
             lines.append(f"    if {expr} is not None: raise GuardError()")
         elif kind == "dict":
-            lines.append(f"    if type({expr}) is not dict or len({expr}) != {len(node[1])}: "
+            keys = f"K{len(namespace)}"
+            namespace[keys] = tuple(node[1])  # the keys in the traced order (it matters)
+            lines.append(f"    if type({expr}) is not dict or tuple({expr}) != {keys}: "
                          "raise GuardError()")
             for key, child in zip(node[1], node[2]):
                 pick(child, f"{expr}[{key!r}]", depth + 1)
@@ -256,7 +258,6 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
     namespace["ndarray"] = np.ndarray
     namespace["_same"] = _same
     results = []
-    output_names = iter(f"r[{i}]" for i in range(len(program.outputs)))
     count = 0
     for value, constant in zip(program.outputs, program.output_constants):
         if value is None:
@@ -266,7 +267,6 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
         else:
             results.append(f"r[{count}]")
             count += 1
-    del output_names
     namespace["_fresh"] = _fresh
     built = iter(results)
     count = len(arg_treedefs)
@@ -278,6 +278,12 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
     text += ["    " + line for line in lines + body]
     text.append("    except (KeyError, IndexError, TypeError, AttributeError):")
     text.append("        raise GuardError() from None")
+    donated = [f"in{item.value}" for item in program.inputs if item.donated]
+    if donated:  # a donated array must be ours to overwrite: writeable, and no other input's
+        namespace["_donation_unsafe"] = donation_unsafe
+        text.append(f"    if _donation_unsafe(({', '.join(donated)},), "
+                    f"({', '.join(f'in{item.value}' for item in program.inputs)},)): "
+                    "raise GuardError()")
     call = ", ".join(f"in{item.value}" for item in program.inputs)
     text.append(f"    r = program({call})")
     text.append(f"    return {_build_expression(program.output_treedef, built, namespace)}")
@@ -308,10 +314,23 @@ def _same(value: Any, traced: Any) -> bool:
     """A static argument equals the traced one (same type, equal value)."""
     if value is traced:
         return True
+    if type(value) is float and type(traced) is float:  # NaN too; 0.0 is not -0.0
+        return repr(value) == repr(traced)
     try:
         return type(value) is type(traced) and bool(value == traced)
     except Exception:  # noqa: BLE001 - incomparable: not the same
         return False
+
+
+def donation_unsafe(donated: tuple, inputs: tuple) -> bool:
+    """Whether writing into the donated arrays could change another input (or cannot be done):
+    a read-only array, or two inputs over the same memory (one array passed twice, tied
+    weights). Judged by the arrays' bases, which is cheap enough for every call."""
+    if not all(array.flags.writeable for array in donated):
+        return True
+    bases = [id(a if a.base is None else a.base) for a in inputs]
+    return len(set(bases)) != len(bases) and any(
+        bases.count(id(a if a.base is None else a.base)) > 1 for a in donated)
 
 
 def _fresh(constant: Any) -> Any:

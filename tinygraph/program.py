@@ -174,7 +174,7 @@ def _short(value: Any) -> str:
 def _constant_key(value: Any) -> Any:
     """A key under which equal constants are merged (scalars only), or None."""
     if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
-        return ("number", type(value).__name__, value)
+        return ("number", type(value).__name__, repr(value))  # repr: 0.0 is not -0.0
     return None
 
 

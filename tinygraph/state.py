@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 class _State:
     __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing", "rule_op",
-                 "graph_passes", "tape", "seed_scale")
+                 "graph_passes", "tape", "seed_scale", "scaled_seeds")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -27,6 +27,7 @@ class _State:
         self.tape: list | None = None
         # While tg.trace folds a learning rate into the reverse pass: the seed (1 otherwise).
         self.seed_scale: float | None = None
+        self.scaled_seeds = 0  # reverse passes started from such a seed
 
 
 STATE = _State()

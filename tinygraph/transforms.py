@@ -228,6 +228,7 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
         seed = np.ones_like(out.data)
         if joined and STATE.seed_scale is not None:  # tg.trace(..., fold_scale=True)
             seed = seed * np.asarray(STATE.seed_scale, dtype=seed.dtype)
+            STATE.scaled_seeds += 1
         found = _cotangents([out], [seed], variables, joined, tape)
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())
