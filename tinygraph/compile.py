@@ -97,6 +97,10 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
     buffer_of: dict[int, int] = {}  # value -> the buffer it lives in
     key_of: dict[int, tuple] = {}
 
+    dying: dict[int, list[int]] = {}  # line -> the values read for the last time there
+    for value, line in last_use.items():
+        dying.setdefault(line, []).append(value)
+
     def release(values: Any, index: int) -> None:
         for value in values:
             if value in buffer_of and last_use.get(value, -1) <= index:
@@ -121,7 +125,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
                          f"# {eq.prim.name} + {partner.prim.name}")
             names[eq.out], names[partner.out] = f"v{eq.out}", f"v{partner.out}"
             fresh.update((eq.out, partner.out))  # plain forwards: new arrays
-            release(dict.fromkeys(eq.inputs), index)
+            release(dying.get(index, ()), index)
             continue
         args = ", ".join(names[v] for v in eq.inputs)
         forward, into = eq.prim.forward, eq.prim.forward_into
@@ -134,7 +138,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
         function_name = f"f{index}"
         key = (tuple(eq.shape), np.dtype(eq.dtype).str)
         if ufunc is not None and not params:  # elementwise: inputs dying here may be reused
-            release(dict.fromkeys(eq.inputs), index)
+            release(dying.get(index, ()), index)
         if ufunc is not None and not params and donated_free.get(key):
             target = donated_free[key].pop()
             namespace[function_name] = ufunc
@@ -143,7 +147,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
             donated[eq.out] = key  # which a later result may take over when this one dies
         elif into is not None and eq.out not in returned:
             if ufunc is not None:  # elementwise: may overwrite an input that dies right here
-                release(dict.fromkeys(eq.inputs), index)
+                release(dying.get(index, ()), index)
             if free.get(key):
                 buffer = free[key].pop()
             else:
@@ -164,7 +168,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
                 fresh.add(eq.out)
         lines.append(f"    v{eq.out} = {call}  # {eq.prim.name}")
         names[eq.out] = f"v{eq.out}"
-        release(dict.fromkeys(eq.inputs), index)
+        release(dying.get(index, ()), index)
     results = []
     handed: set[int] = set()
     for value in program.outputs:
