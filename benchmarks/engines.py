@@ -300,7 +300,7 @@ class TinygraphBackward(Engine):
         lr = self.lr
         for tensor in tensors.values():
             tensor.data -= lr * tensor.grad
-        self._loss = value
+        self._loss = value.data  # the number, not the Tensor: that would keep the whole graph
 
     def last_loss(self) -> float:
         return float(self._loss.item())
