@@ -278,7 +278,24 @@ class TinygraphCompiled(TinygraphValueAndGrad):
         return tg.grad(loss)(params, x, y)
 
 
-class TinygraphBackward(Engine):
+class _TensorsEngine(Engine):
+    """An engine holding its parameters as ``self._tensors`` with ``.data`` and ``.grad``, and
+    its last loss as ``self._loss``: the accessors are the same for every such library."""
+
+    _tensors: dict[str, Any]
+    _loss: Any
+
+    def last_loss(self) -> float:
+        return float(self._loss.item())
+
+    def last_grads(self) -> dict[str, np.ndarray]:
+        return {k: np.array(t.grad) for k, t in self._tensors.items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: t.data for k, t in self._tensors.items()}
+
+
+class TinygraphBackward(_TensorsEngine):
     """Tensors with ``requires_grad``: zero the grads, ``loss.backward()``, update ``.data``."""
 
     name = "tg_backward"
@@ -302,14 +319,6 @@ class TinygraphBackward(Engine):
             tensor.data -= lr * tensor.grad
         self._loss = value.data  # the number, not the Tensor: that would keep the whole graph
 
-    def last_loss(self) -> float:
-        return float(self._loss.item())
-
-    def last_grads(self) -> dict[str, np.ndarray]:
-        return {k: np.array(t.grad) for k, t in self._tensors.items()}
-
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: t.data for k, t in self._tensors.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +424,7 @@ def _from_torch(tensor: Any, key: str) -> np.ndarray:
 # The other autodiff libraries on NumPy or XLA (optional): MyGrad, HIPS autograd, JAX
 # ---------------------------------------------------------------------------------------------
 
-class MyGrad(Engine):
+class MyGrad(_TensorsEngine):
     """MyGrad Tensors: ``loss.backward()``, then ``p.data -= lr * p.grad`` (MyGrad's own style).
 
     MyGrad clears a Tensor's ``.grad`` when the Tensor enters a new operation, so there is no
@@ -450,14 +459,6 @@ class MyGrad(Engine):
             tensor.data -= lr * tensor.grad
         self._loss = value
 
-    def last_loss(self) -> float:
-        return float(self._loss.item())
-
-    def last_grads(self) -> dict[str, np.ndarray]:
-        return {k: np.array(t.grad) for k, t in self._tensors.items()}
-
-    def params(self) -> dict[str, np.ndarray]:
-        return {k: t.data for k, t in self._tensors.items()}
 
 
 @functools.cache
