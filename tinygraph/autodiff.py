@@ -69,7 +69,7 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
     Arrays stay arrays (NumPy directly: this is the hot path); Tensors go through the
     ``broadcast_to``, ``unbroadcast`` and ``cast`` ops, so that the fitting is recorded too.
     """
-    graph = type(cotangent) is not np.ndarray and isinstance(cotangent, Tensor)
+    graph = isinstance(cotangent, Tensor)
     if not graph and type(cotangent) is not np.ndarray:
         cotangent = np.asarray(cotangent)
     if cotangent.shape != shape:
@@ -179,19 +179,26 @@ def accumulate_grad(node: Tensor, cotangent: Any) -> None:
     """
     if isinstance(cotangent, Tensor) or isinstance(node.grad, Tensor):
         if node.grad is None:  # its own array (two leaves may receive one cotangent)
-            node.grad = Tensor.node(np.array(cotangent.data, copy=True),
-                                    cotangent.requires_grad,
-                                    ops.identity if cotangent.requires_grad else None,
-                                    (cotangent,) if cotangent.requires_grad else (), {})
+            copy = np.array(cotangent.data, copy=True)
+            node.grad = (identity_node(cotangent, copy) if cotangent.requires_grad
+                         else Tensor.node(copy))
             node.grad._scope = cotangent._scope  # drawn inside the pass that made it
-            if cotangent.requires_grad and STATE.tape is not None:
-                STATE.tape.append(node.grad)  # an enclosing pass walks the tape
         else:
             node.grad = node.grad + cotangent
     elif node.grad is None:
         node.grad = np.array(cotangent, dtype=node.data.dtype, copy=True)
     else:
         node.grad += cotangent
+
+
+def identity_node(source: Tensor, data: np.ndarray | None = None) -> Tensor:
+    """A recorded ``identity`` of ``source`` that requires grad, holding ``data`` (default:
+    ``source``'s own). Made by hand, not by calling the op, so it requires grad even where
+    ``source`` does not; put on the tape, if one is recorded, as the op would be."""
+    node = Tensor.node(source.data if data is None else data, True, ops.identity, (source,), {})
+    if STATE.tape is not None:
+        STATE.tape.append(node)
+    return node
 
 
 def seed_for(tensor: Tensor, grad: Any, where: str = "backward") -> np.ndarray:

@@ -123,24 +123,34 @@ class _Trace:
 def interpret(program: Program, values: list[Any], check: bool = False) -> list[Any]:
     """Run ``program`` op by op: on arrays (checking each value for NaN/inf if ``check``), or on
     Tensors, recording (ops traced under no_grad replayed under no_grad)."""
-    slots: dict[int, Any] = dict(program.constants)
-    for item, value in zip(program.inputs, values):
-        slots[item.value] = value
-    recording = any(isinstance(v, Tensor) for v in values)
+    if not any(isinstance(v, Tensor) for v in values):
+        slots = slot_values(program, values, check)
+        return [np.array(slots[v], copy=True) for v in program.outputs if v is not None]
+    slots = dict(program.constants)
+    slots.update((item.value, value) for item, value in zip(program.inputs, values))
     for eq in program.equations:
         args = [slots[v] for v in eq.inputs]
-        if not recording:
-            result = eq.prim.forward(*args, **eq.params)
-            if check:
-                check_finite(eq.prim, result, args, "compiled step")
-        elif eq.grad:
-            result = eq.prim(*args, **eq.params)
+        if eq.grad:
+            slots[eq.out] = eq.prim(*args, **eq.params)
         else:
             with no_grad():
-                result = eq.prim(*args, **eq.params)
-        slots[eq.out] = result
-    outputs = [slots[v] for v in program.outputs if v is not None]
-    return outputs if recording else [np.array(v, copy=True) for v in outputs]
+                slots[eq.out] = eq.prim(*args, **eq.params)
+    return [slots[v] for v in program.outputs if v is not None]
+
+
+def slot_values(program: Program, values: list[Any], check: bool = False) -> dict[int, Any]:
+    """Every value of ``program`` run on arrays, by number (a pass-through is its input)."""
+    slots: dict[int, Any] = dict(program.constants)
+    slots.update((item.value, value) for item, value in zip(program.inputs, values))
+    for eq in program.equations:
+        args = [slots[v] for v in eq.inputs]
+        if eq.passthrough is not None:  # as the pass-through pass makes it
+            slots[eq.out] = args[eq.passthrough]
+            continue
+        slots[eq.out] = eq.prim.forward(*args, **eq.params)
+        if check:
+            check_finite(eq.prim, slots[eq.out], args, "compiled step")
+    return slots
 
 
 def _counts(owner: list[int], count: int) -> list[int]:
@@ -422,17 +432,6 @@ def _scaled_gradient(program: Program, eq: Equation, produced: set[int]) -> tupl
     return reads[0], number
 
 
-def _slot_values(program: Program, values: list[Any]) -> dict[int, Any]:
-    slots: dict[int, Any] = dict(program.constants)
-    slots.update((item.value, value) for item, value in zip(program.inputs, values))
-    for eq in program.equations:
-        if eq.passthrough is not None:  # as the pass-through pass will make it
-            slots[eq.out] = slots[eq.inputs[eq.passthrough]]
-        else:
-            slots[eq.out] = eq.prim.forward(*[slots[v] for v in eq.inputs], **eq.params)
-    return slots
-
-
 def _close(expected: Any, got: Any) -> bool:
     expected, got = np.asarray(expected, dtype=np.float64), np.asarray(got, dtype=np.float64)
     if expected.shape != got.shape:
@@ -456,7 +455,7 @@ def folding_holds(plain: Program, folded: Program, scale: Any, dropped: list[Equ
     if [eq.prim for eq in own_plain] != [eq.prim for eq in own_folded]:
         return False
     with np.errstate(all="ignore"):
-        before, after = _slot_values(plain, example), _slot_values(folded, example)
+        before, after = slot_values(plain, example), slot_values(folded, example)
     return all(_close(before[a.out], after[b.inputs[b.passthrough]])
                for a, b in zip(scaled, dropped)) and all(
         _close(before[a.out], after[b.out]) for a, b in zip(own_plain, own_folded))

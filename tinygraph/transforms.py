@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tinygraph import ops
-from tinygraph.autodiff import reverse_pass, seed_for
+from tinygraph.autodiff import identity_node, reverse_pass, seed_for
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import STATE, connected, enable_grad
 from tinygraph.tensor import Tensor, as_float_array
@@ -63,10 +63,8 @@ def _variable(leaf: Any, where: str, number: int, path: str, joined: bool) -> Te
     enclosing pass reaches through it); otherwise a fresh leaf.
     """
     if joined and _is_live(leaf):
-        variable = Tensor.node(leaf.data, True, ops.identity, (leaf,), {})
+        variable = identity_node(leaf)
         variable._retain = True  # not a leaf, yet Tensor.backward inside f fills its .grad
-        if STATE.tape is not None:  # the enclosing pass walks the tape: it must see this node
-            STATE.tape.append(variable)
         return variable
     try:
         data = leaf.data if isinstance(leaf, Tensor) else as_float_array(leaf)
