@@ -4,6 +4,7 @@ Networks are plain expressions over :class:`Tensor`; every op records a node; gr
 walking the graph in reverse, each node applying its own hand-derived backward rule.
 """
 
+from tinygraph import ops
 from tinygraph.autodiff import backward, toposort
 from tinygraph.composites import mean, softmax
 from tinygraph.gradcheck import (
@@ -14,38 +15,7 @@ from tinygraph.gradcheck import (
     numerical_grad,
 )
 from tinygraph.memory import keep_freed_memory
-from tinygraph.ops import (
-    add,
-    broadcast_to,
-    cast,
-    div,
-    equal,
-    exp,
-    getitem,
-    greater,
-    greater_equal,
-    identity,
-    less,
-    less_equal,
-    log,
-    log_softmax,
-    matmul,
-    mul,
-    neg,
-    not_equal,
-    power,
-    relu,
-    reshape,
-    scatter_add,
-    sigmoid,
-    softmax_cross_entropy,
-    stop_gradient,
-    sub,
-    tanh,
-    transpose,
-    unbroadcast,
-    where,
-)
+from tinygraph.ops import *  # noqa: F403 - every op family's public names
 from tinygraph.ops import reduce_max as max  # noqa: A004 - tg.max, as users expect
 from tinygraph.ops import reduce_sum as sum  # noqa: A004
 from tinygraph.primitive import Primitive, primitive, registry
@@ -67,15 +37,12 @@ from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward, t
 
 __version__ = "0.1.0"
 
-__all__ = [
+# The ops (tg.add, tg.sin, ...) come from the families' own __all__ lists.
+__all__ = ops.__all__ + [
     "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError", "Primitive",
-    "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "add", "backward", "broadcast_to",
-    "cast", "check_grads", "check_op", "detect_anomaly", "div", "enable_grad", "equal", "exp",
-    "getitem", "grad", "greater", "greater_equal", "hessian", "hvp", "identity", "is_grad_enabled",
-    "jacobian", "jvp", "keep_freed_memory", "less", "less_equal", "log", "log_softmax",
-    "make_program", "matmul", "max", "mean", "mul", "neg", "no_grad", "not_equal",
-    "numerical_grad", "power", "primitive", "registry", "relu", "render", "reshape", "scatter_add",
-    "scope", "sigmoid", "softmax", "softmax_cross_entropy", "stop_gradient", "sub", "sum", "tanh",
-    "to_dot", "to_dot_backward", "to_dot_program", "toposort", "trace", "transpose", "tree_map",
-    "unbroadcast", "value_and_grad", "vjp", "where",
+    "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "backward", "check_grads",
+    "check_op", "detect_anomaly", "enable_grad", "grad", "hessian", "hvp", "is_grad_enabled",
+    "jacobian", "jvp", "keep_freed_memory", "make_program", "max", "mean", "no_grad",
+    "numerical_grad", "primitive", "registry", "render", "scope", "softmax", "sum", "to_dot",
+    "to_dot_backward", "to_dot_program", "toposort", "trace", "tree_map", "value_and_grad", "vjp",
 ]

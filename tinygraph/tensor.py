@@ -176,8 +176,8 @@ class Tensor:
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data, cut off from the graph.
 
-        (Inside a traced function, ops/operators.py makes it a recorded ``stop_gradient`` instead, so
-        that a replay recomputes the value rather than freezing it.)
+        (Inside a traced function, ops/operators.py makes it a recorded ``stop_gradient``
+        instead, so that a replay recomputes the value rather than freezing it.)
         """
         return Tensor(self.data, name=self.name)
 
@@ -209,6 +209,6 @@ class Tensor:
             bundle["image/svg+xml"] = drawing
         return bundle
 
-    # Comparisons (<, <=, >, >=) are installed by ops/operators.py: boolean Tensors with no derivative.
+    # Comparisons (<, <=, >, >=) are installed by ops/operators.py: boolean Tensors, no derivative.
     # ``==`` keeps Python's identity meaning so tensors stay usable as dict keys.
     __hash__ = object.__hash__

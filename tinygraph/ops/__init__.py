@@ -17,9 +17,14 @@ recorded in a trace so a replay recomputes them. Shape arithmetic (``np.shape``,
 free to use: shapes are fixed for a node.
 """
 
-from tinygraph.ops import operators as _operators  # noqa: F401 - installs the Tensor operators
+from tinygraph.ops import elementwise, linalg, losses, operators, reductions, shape
 from tinygraph.ops.elementwise import *  # noqa: F403
 from tinygraph.ops.linalg import *  # noqa: F403
 from tinygraph.ops.losses import *  # noqa: F403
 from tinygraph.ops.reductions import *  # noqa: F403
 from tinygraph.ops.shape import *  # noqa: F403
+
+# The public names of every family (``tinygraph`` re-exports them); operators has none.
+__all__ = [name for family in (elementwise, reductions, shape, linalg, losses)
+           for name in family.__all__]
+del operators

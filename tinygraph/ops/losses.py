@@ -14,7 +14,6 @@ from tinygraph.sampling import Draw, array
 __all__ = [
     "log_softmax",
     "softmax_cross_entropy",
-    "softmax_minus_targets",
 ]
 
 
