@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 
 import tinygraph as tg
+from tinygraph.primitive import VARIADIC
 from tinygraph.testing import op_inputs
 
 # Walk the registry: an op added to tinygraph is checked here without anyone listing it.
@@ -213,3 +214,32 @@ def test_tensor_indices_must_be_integral():
     assert np.array_equal(x[tg.Tensor([3, 1])].data, [3.0, 1.0])
     with pytest.raises(IndexError, match="index values must be integers"):
         x[tg.Tensor([0.5])]
+
+
+def test_an_op_may_take_any_number_of_inputs():
+    @tg.primitive(register=False)
+    def joined(*parts, axis=0):
+        return np.concatenate(parts, axis=axis)
+
+    @joined.defvjp
+    def joined_vjp(grad_out, out, *parts, axis=0):
+        ends = np.cumsum([np.shape(p)[axis] for p in parts])
+        return tuple(grad_out[tuple([slice(None)] * axis + [slice(end - np.shape(p)[axis], end)])]
+                     for p, end in zip(parts, ends))
+
+    a, b = np.arange(3.0), np.array([5.0, 6.0])
+
+    def f(a, b):
+        return tg.sum(joined(a, b * b, axis=0) ** 3)
+
+    assert joined.arity == VARIADIC
+    grads = tg.grad(f, argnums=(0, 1))(a, b)
+    assert np.allclose(grads[0], 3 * a**2) and np.allclose(grads[1], 6 * b**5)
+    assert np.allclose(tg.hessian(lambda b: f(a, b))(b), np.diag(30 * b**4))  # second order
+    step = tg.trace(tg.value_and_grad(f, argnums=(0, 1)))
+    for _ in range(2):
+        value, (grad_a, grad_b) = step(a, b)
+        assert np.allclose(grad_b, 6 * b**5)
+        assert np.isclose(value, np.sum(np.concatenate([a, b * b]) ** 3))
+    with pytest.raises(TypeError, match="no other positional"):
+        tg.primitive(lambda x, *rest: x, register=False)

@@ -4,7 +4,7 @@ Networks are plain expressions over :class:`Tensor`; every op records a node; gr
 walking the graph in reverse, each node applying its own hand-derived backward rule.
 """
 
-from tinygraph import ops
+from tinygraph import linalg, ops
 from tinygraph.autodiff import backward, toposort
 from tinygraph.composites import mean, softmax
 from tinygraph.gradcheck import (
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 # The ops (tg.add, tg.sin, ...) come from the families' own __all__ lists.
 __all__ = ops.__all__ + [
     "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError", "Primitive",
+    "linalg",
     "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "backward", "check_grads",
     "check_op", "detect_anomaly", "enable_grad", "grad", "hessian", "hvp", "is_grad_enabled",
     "jacobian", "jvp", "keep_freed_memory", "make_program", "max", "mean", "no_grad",

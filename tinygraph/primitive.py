@@ -39,6 +39,7 @@ from tinygraph.state import STATE, HigherOrderError
 from tinygraph.tensor import Tensor
 
 REGISTRY: dict[str, Primitive] = {}
+VARIADIC = -1  # the arity of an op whose forward takes ``*inputs`` (concatenate, einsum, ...)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 Rule = Callable[..., Any]
@@ -92,6 +93,7 @@ class Primitive:
         self.module = getattr(forward, "__module__", None) or "__main__"
         # Inputs are the leading positional parameters; the rest (those with defaults, and any
         # named in ``params``) are the op's parameters, accepted by position too: tg.sum(x, 0).
+        # (An op whose forward takes ``*inputs`` has arity VARIADIC; its parameters are keywords.)
         self.arity, self.param_names, self.input_names = _split_signature(forward, params)
         self.sample = sample or default_sample(max(self.arity, 1))
         self.explain = explain
@@ -146,7 +148,7 @@ class Primitive:
                 f"{self.name}: no backward rule; define one with @{self.name}.defvjp"
             )
         rules = self.input_rules
-        if len(rules) != len(inputs):
+        if len(rules) != len(inputs):  # (a variadic op gives one joint rule)
             raise TypeError(f"{self.name}: {len(rules)} rules for {len(inputs)} inputs")
         return [rule(grad_out, out, *inputs, **params) if need and rule is not None else None
                 for rule, need in zip(rules, needed)]
@@ -199,7 +201,8 @@ class Primitive:
                 )
 
             opaque = Primitive(forward, name=f"vjp of {self.name} (input {position})")
-            opaque.arity, opaque.param_names = 2 + self.arity, tuple(self.param_names)
+            opaque.arity = VARIADIC if self.arity == VARIADIC else 2 + self.arity
+            opaque.param_names = tuple(self.param_names)
             opaque.defvjp(refuse)
             opaque.rule_on_arrays_only = True
             self._opaque[position] = opaque
@@ -207,7 +210,7 @@ class Primitive:
         return opaque
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        if len(args) != self.arity:
+        if len(args) != self.arity and self.arity != VARIADIC:
             args = self._arguments(args, params)
         values = []
         any_tensor = grad = False
@@ -319,7 +322,14 @@ def _split_signature(function: Callable[..., Any], params: tuple[str, ...]
     except (TypeError, ValueError):
         return 1, (), ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    positional = [p for p in signature.parameters.values() if p.kind in kinds]
+    every = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in every):
+        # ``forward(*inputs, axis=0)``: any number of inputs, parameters by keyword only
+        if any(p.kind in kinds for p in every):
+            raise TypeError(f"{function.__name__}: an op with *inputs takes no other "
+                            "positional parameter")
+        return VARIADIC, (), ()
+    positional = [p for p in every if p.kind in kinds]
     inputs = [p for p in positional
               if p.default is inspect.Parameter.empty and p.name not in params]
     count = len(inputs)

@@ -2,7 +2,8 @@
 
 Families: :mod:`~tinygraph.ops.elementwise`, :mod:`~tinygraph.ops.reductions`,
 :mod:`~tinygraph.ops.shape` (shapes and indexing), :mod:`~tinygraph.ops.linalg`,
-:mod:`~tinygraph.ops.losses`; :mod:`~tinygraph.ops.operators` installs the Tensor operators.
+:mod:`~tinygraph.ops.functions` (elementwise functions), :mod:`~tinygraph.ops.losses`,
+:mod:`~tinygraph.ops.networks`; :mod:`~tinygraph.ops.operators` installs the Tensor operators.
 
 Rules receive ``grad_out`` (the cotangent of the output), ``out`` (the forward result), the inputs
 and the op's parameters, and return one cotangent per input (``None`` where an input has none); a
@@ -17,14 +18,25 @@ recorded in a trace so a replay recomputes them. Shape arithmetic (``np.shape``,
 free to use: shapes are fixed for a node.
 """
 
-from tinygraph.ops import elementwise, linalg, losses, operators, reductions, shape
+from tinygraph.ops import (
+    elementwise,
+    functions,
+    linalg,
+    losses,
+    networks,
+    operators,
+    reductions,
+    shape,
+)
 from tinygraph.ops.elementwise import *  # noqa: F403
+from tinygraph.ops.functions import *  # noqa: F403
 from tinygraph.ops.linalg import *  # noqa: F403
 from tinygraph.ops.losses import *  # noqa: F403
+from tinygraph.ops.networks import *  # noqa: F403
 from tinygraph.ops.reductions import *  # noqa: F403
 from tinygraph.ops.shape import *  # noqa: F403
 
 # The public names of every family (``tinygraph`` re-exports them); operators has none.
-__all__ = [name for family in (elementwise, reductions, shape, linalg, losses)
+__all__ = [name for family in (elementwise, functions, reductions, shape, linalg, losses, networks)
            for name in family.__all__]
 del operators

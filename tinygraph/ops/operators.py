@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tinygraph.ops.elementwise import (
     add,
     div,
@@ -26,7 +24,7 @@ from tinygraph.ops.elementwise import (
 )
 from tinygraph.ops.linalg import matmul
 from tinygraph.ops.reductions import reduce_max, reduce_sum
-from tinygraph.ops.shape import getitem, reshape, transpose
+from tinygraph.ops.shape import getitem, plain_index, reshape, transpose
 from tinygraph.state import STATE
 from tinygraph.tensor import Tensor
 
@@ -36,21 +34,6 @@ def _shape_args(args: tuple) -> Any:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
     return args
-
-
-def _plain_index(index: Any) -> Any:
-    if isinstance(index, Tensor):  # Tensors hold integers as float64: index with them exactly
-        data = index.data
-        if data.dtype.kind == "f":
-            if not np.array_equal(data, np.round(data)):
-                raise IndexError(f"getitem: index values must be integers, got {data.ravel()[:4]}")
-            return data.astype(np.intp)
-        return data
-    if isinstance(index, tuple):
-        return tuple(_plain_index(part) for part in index)
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
 
 
 _plain_detach = Tensor.detach
@@ -80,7 +63,7 @@ def _install_operators() -> None:
         "__rpow__": lambda self, other: power(other, self),
         "__neg__": lambda self: neg(self),
         "__pos__": lambda self: self,
-        "__getitem__": lambda self, index: getitem(self, index=_plain_index(index)),
+        "__getitem__": lambda self, index: getitem(self, index=plain_index(index)),
         "__lt__": lambda self, other: less(self, other),
         "__le__": lambda self, other: less_equal(self, other),
         "__gt__": lambda self, other: greater(self, other),

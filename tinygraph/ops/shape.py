@@ -9,6 +9,7 @@ import numpy as np
 from tinygraph.ops._common import normalize_axes
 from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array
+from tinygraph.tensor import Tensor
 
 __all__ = [
     "unbroadcast",
@@ -180,3 +181,19 @@ def scatter_add(values, index, shape):
 
 
 scatter_add.defvjp(lambda grad_out, out, values, index, shape: (grad_out[index],))
+
+
+def plain_index(index: Any) -> Any:
+    """An index as NumPy takes it: Tensors and lists become arrays (used by ``Tensor[...]``)."""
+    if isinstance(index, Tensor):  # Tensors hold integers as float64: index with them exactly
+        data = index.data
+        if data.dtype.kind == "f":
+            if not np.array_equal(data, np.round(data)):
+                raise IndexError(f"getitem: index values must be integers, got {data.ravel()[:4]}")
+            return data.astype(np.intp)
+        return data
+    if isinstance(index, tuple):
+        return tuple(plain_index(part) for part in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
