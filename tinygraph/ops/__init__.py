@@ -19,6 +19,7 @@ free to use: shapes are fixed for a node.
 """
 
 from tinygraph.ops import (
+    dispatch,
     elementwise,
     functions,
     linalg,
@@ -39,4 +40,4 @@ from tinygraph.ops.shape import *  # noqa: F403
 # The public names of every family (``tinygraph`` re-exports them); operators has none.
 __all__ = [name for family in (elementwise, functions, reductions, shape, linalg, losses, networks)
            for name in family.__all__]
-del operators
+del dispatch, operators  # they install Tensor methods; nothing to export
