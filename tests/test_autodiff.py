@@ -267,3 +267,22 @@ def test_toposort_and_unbroadcast_helpers():
     order = tg.toposort(z)
     assert order.index(x) < order.index(y) < order.index(z)
     assert tg.unbroadcast(np.ones((2, 3, 4)), (3, 1)).tolist() == [[8.0]] * 3
+
+
+def test_sum_to_shape_plans_the_axes_once_and_matches_unbroadcast_bit_for_bit():
+    from tinygraph.autodiff import sum_to_shape
+
+    rng = np.random.default_rng(0)
+    pairs = [((5, 3), (3,)), ((5, 3), (1, 3)), ((5, 3), (5, 1)), ((2, 5, 3), (5, 3)),
+             ((2, 5, 3), (1, 3)), ((4,), ()), ((7, 1, 3), (1, 3)), ((128, 64), (64,))]
+    for _ in range(2):  # the second round uses the planned axes
+        for shape, target in pairs:
+            for dtype in (np.float32, np.float64):
+                x = rng.normal(size=shape).astype(dtype)
+                summed = sum_to_shape(x, target)
+                expected = tg.unbroadcast.forward(x, target)
+                assert summed.shape == target and summed.dtype == dtype
+                assert np.array_equal(summed, expected)
+    for shape, target in [((5, 3), (4,)), ((5, 3), (2, 3)), ((3,), (2, 3))]:
+        with pytest.raises(ValueError, match="cannot be summed down"):
+            sum_to_shape(np.zeros(shape), target)

@@ -43,7 +43,8 @@ def test_recorded_pass_gives_the_array_pass_bits(name):
         positions = float_positions(args)
         if not positions:
             continue
-        tensors = [tg.Tensor(a, requires_grad=i in positions) for i, a in enumerate(args)]
+        tensors = [tg.Tensor(a, requires_grad=i in positions) if i in positions else a
+                   for i, a in enumerate(args)]
         out = op(*tensors, **params)
         if not out.requires_grad:
             continue

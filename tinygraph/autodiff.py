@@ -79,7 +79,7 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
         else:
             try:
                 cotangent = (ops.unbroadcast(cotangent, shape=shape) if graph
-                             else ops.unbroadcast.forward(cotangent, shape))
+                             else sum_to_shape(cotangent, shape))
             except ValueError:
                 raise ValueError(
                     f"{prim.name}: the backward rule returned a cotangent of shape "
@@ -88,6 +88,29 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
     if cotangent.dtype != dtype:
         cotangent = ops.cast(cotangent, dtype=dtype) if graph else cotangent.astype(dtype)
     return cotangent
+
+
+_SUM_PLANS: dict[tuple, tuple[int, ...] | None] = {}  # (shape, target shape) -> axes or None
+
+
+def sum_to_shape(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``unbroadcast`` on arrays, with its axes planned once per pair of shapes.
+
+    Broadcasting is decided by shapes alone, so the reduction that undoes it is worked out the
+    first time a pair of shapes is seen and reused after. The common case, a bias summed over
+    its leading axes, is then one ``np.add.reduce`` (the same bits as ``unbroadcast``).
+    """
+    key = (cotangent.shape, shape)
+    if key not in _SUM_PLANS:
+        extra = cotangent.ndim - len(shape)
+        leading_only = extra > 0 and cotangent.shape[extra:] == tuple(shape)
+        if len(_SUM_PLANS) > 4096:  # shapes that never repeat: keep the memo small
+            _SUM_PLANS.clear()
+        _SUM_PLANS[key] = tuple(range(extra)) if leading_only else None
+    axes = _SUM_PLANS[key]
+    if axes is None:  # stretched size-1 axes too: the general path (it also checks)
+        return ops.unbroadcast.forward(cotangent, shape)
+    return np.add.reduce(cotangent, axis=axes)
 
 
 def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | None = None,

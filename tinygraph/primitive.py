@@ -212,11 +212,18 @@ class Primitive:
     def __call__(self, *args: Any, **params: Any) -> Any:
         if len(args) != self.arity and self.arity != VARIADIC:
             args = self._arguments(args, params)
-        values = []
-        any_tensor = grad = False
-        for arg in args:  # one plain loop: this is the hottest code of the engine
+        for arg in args:  # the hottest code of the engine: plain loops, no helper calls
             if isinstance(arg, Tensor):
-                any_tensor = True
+                break
+        else:  # arrays and numbers only (a rule in a first-order pass): the forward, nothing else
+            try:
+                return self.forward(*args, **params)
+            except (ValueError, TypeError, IndexError) as exc:
+                raise self._input_error(exc, list(args), params) from None
+        values = []
+        grad = False
+        for arg in args:
+            if isinstance(arg, Tensor):
                 if arg.requires_grad:
                     grad = True
                 values.append(arg.data)
@@ -226,17 +233,18 @@ class Primitive:
             out = self.forward(*values, **params)
         except (ValueError, TypeError, IndexError) as exc:
             raise self._input_error(exc, values, params) from None
-        if not any_tensor:  # arrays and numbers only (e.g. a rule in a first-order pass)
-            return out
         if type(out) is not np.ndarray:
             out = np.asarray(out)
+        if out.dtype.kind == "c":
+            raise TypeError(f"{self.name}: the result is complex ({out.dtype}); tinygraph "
+                            f"differentiates real values only (at {user_site()})")
         if grad and STATE.grad_enabled and self.differentiable:
-            result = Tensor.node(out, True, self, args, params)
+            result = Tensor.node(out, True, self, args, params or None)
             if STATE.tape is not None:
                 STATE.tape.append(result)
         elif STATE.tracing and (grad or _any_recorded(args)):
             # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
-            result = Tensor.node(out, False, self, args, params)
+            result = Tensor.node(out, False, self, args, params or None)
         else:
             result = Tensor.node(out)
         if STATE.anomaly:
@@ -324,10 +332,8 @@ def _split_signature(function: Callable[..., Any], params: tuple[str, ...]
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     every = list(signature.parameters.values())
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in every):
-        # ``forward(*inputs, axis=0)``: any number of inputs, parameters by keyword only
-        if any(p.kind in kinds for p in every):
-            raise TypeError(f"{function.__name__}: an op with *inputs takes no other "
-                            "positional parameter")
+        # ``forward(*inputs, axis=0)``: any number of inputs (named ones first, if any),
+        # parameters by keyword only
         return VARIADIC, (), ()
     positional = [p for p in every if p.kind in kinds]
     inputs = [p for p in positional

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tinygraph.primitive import Primitive
 
 _KEPT_DTYPES = (np.float16, np.float32, np.float64)
+_NO_PARAMS: dict = {}  # shared by nodes without parameters; never mutated
 
 
 def as_float_array(data: Any) -> np.ndarray:
@@ -65,13 +66,21 @@ class Tensor:
     def node(cls, data: np.ndarray, requires_grad: bool = False, prim: Primitive | None = None,
              inputs: tuple = (), params: dict | None = None) -> Tensor:
         """A Tensor around an array as it is (no dtype rules, no copy): for ops and tracing."""
-        tensor = cls.__new__(cls)
-        tensor._fill(data, requires_grad, prim, inputs, {} if params is None else params)
+        tensor = cls.__new__(cls)  # the slots set here, not in _fill: one call less per node
+        tensor.data = data
+        tensor.grad = None
+        tensor.requires_grad = requires_grad
+        tensor.name = None
+        tensor._prim = prim
+        tensor._inputs = inputs
+        tensor._params = _NO_PARAMS if params is None else params
+        tensor._scope = STATE.scope
+        tensor._retain = False
         return tensor
 
     def _fill(self, data: np.ndarray, requires_grad: bool, prim: Primitive | None,
               inputs: tuple, params: dict) -> None:
-        """Set every slot: the one place that knows them all."""
+        """Set every slot (``node`` sets the same ones, inline, for speed)."""
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
