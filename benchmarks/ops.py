@@ -96,13 +96,17 @@ def _tiled(args: tuple, factor: int) -> tuple:
 
 
 def output_size(op: tg.Primitive, args: tuple, params: dict) -> int | None:
-    """Elements of the forward's result, or None when it rejects the inputs or is not finite."""
+    """Elements of the forward's result, or None when the forward or the rule rejects the
+    inputs (a tiled matrix is singular, say) or the result is not finite."""
     try:
         with np.errstate(all="ignore"):
             out = np.asarray(op.forward(*args, **params))
+            if out.dtype.kind == "f" and not np.isfinite(out).all():
+                return None
+            if op.differentiable and out.dtype.kind == "f":
+                needed = [_is_differentiable(a) for a in args]
+                op.cotangents(np.ones_like(out), out, args, params, needed)
     except Exception:
-        return None
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
         return None
     return out.size
 
@@ -112,13 +116,24 @@ def medium_sample(op: tg.Primitive, target: int = TARGET) -> tuple[tuple, dict, 
     best: tuple[tuple, dict, str] | None = None
     best_score = -1
     for seed in SEEDS:
-        args, params = op.sample(MediumDraw(seed, target))
-        candidates = [(tuple(args), dict(params), "drawn large")]
+        # A pilot at 1/64 of the size first: an op whose result outgrows its inputs (kron,
+        # outer, einsum of an outer product) keeps the pilot's size, since at full size its
+        # result would take gigabytes.
+        pilot_args, pilot_params = op.sample(MediumDraw(seed, max(target // 64, 1)))
+        pilot_out = output_size(op, tuple(pilot_args), dict(pilot_params))
+        if pilot_out is None:
+            continue
+        if pilot_out > 16 * max(total_input(pilot_args), 1):
+            args, params, how = pilot_args, pilot_params, "drawn at 1/64 (the result outgrows it)"
+        else:
+            args, params = op.sample(MediumDraw(seed, target))
+            how = "drawn large"
+        candidates = [(tuple(args), dict(params), how)]
         biggest = largest_input(args)
         if not params and 0 < biggest < target // 4:
             factor = 2
-            while largest_input(_tiled(args, factor * 2)) <= target:
-                factor *= 2
+            while factor < target and largest_input(_tiled(args, factor * 2)) <= target:
+                factor *= 2  # (0-d inputs never grow: the factor bound ends the loop)
             candidates.append((_tiled(tuple(args), factor), {}, f"drawn, tiled x{factor}"))
         for candidate in candidates:
             out = output_size(op, candidate[0], candidate[1])
@@ -163,7 +178,8 @@ def _is_differentiable(arg: Any) -> bool:
 def time_op(op: tg.Primitive, args: tuple, params: dict, plan: OpsPlan,
             seed: int = 0) -> dict[str, Any]:
     """Forward, forward into a buffer, recorded call, rule and one-node pass of ``op``."""
-    args = tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args)
+    # np.asarray(order="C"), not np.ascontiguousarray: that one makes 0-d arrays 1-d
+    args = tuple(np.asarray(a, order="C") if isinstance(a, np.ndarray) else a for a in args)
     tensors = tuple(tg.Tensor(a, requires_grad=True) if _is_differentiable(a) else a
                     for a in args)
     needed = [_is_differentiable(a) for a in args]

@@ -195,7 +195,7 @@ def test_op_narrows_and_an_unknown_op_lists_the_known_ones(capsys):
     assert main(["--op", "exp", "--op", "nonsense"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "unknown op 'nonsense'; registered ops: add, " in captured.err
+    assert "unknown op 'nonsense'; registered ops: abs, add, " in captured.err
     assert len(captured.err.strip().splitlines()) == 1
 
 

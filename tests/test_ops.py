@@ -130,9 +130,11 @@ def test_softmax_cross_entropy_rejects_bad_labels(labels, message):
     assert "test_ops.py" in str(info.value)  # the line the user wrote
 
 
-def test_softmax_cross_entropy_needs_2d_logits():
-    with pytest.raises(ValueError, match=r"logits must be 2-D \(N, C\), got shape \(3,\)"):
-        tg.softmax_cross_entropy(tg.Tensor(np.zeros(3)), np.array([0]))
+def test_softmax_cross_entropy_needs_a_class_axis_and_matching_labels():
+    with pytest.raises(ValueError, match="logits must have a class axis, got a scalar"):
+        tg.softmax_cross_entropy(tg.Tensor(np.zeros(())), np.array(0))
+    with pytest.raises(ValueError, match=r"got 3 labels for 2 rows of logits \(2, 3\)"):
+        tg.softmax_cross_entropy(tg.Tensor(np.zeros((2, 3))), np.array([0, 1, 2]))
 
 
 def test_shape_errors_name_op_and_shapes():

@@ -8,7 +8,7 @@ import tinygraph as tg
 
 @pytest.mark.parametrize("data, dtype", [
     (np.ones(2, np.float16), np.float16), (np.ones(2, np.float32), np.float32),
-    (np.ones(2), np.float64), (np.arange(3), np.float64), (np.array([True]), np.float64),
+    (np.ones(2), np.float64), (np.arange(3), np.float64), (np.array([True]), np.bool_),
     (3, np.float64), (2.5, np.float64), ([1, 2], np.float64),
 ])
 def test_dtype_rules(data, dtype):

@@ -17,6 +17,7 @@ from tinygraph.gradcheck import (
 from tinygraph.memory import keep_freed_memory
 from tinygraph.ops import *  # noqa: F403 - every op family's public names
 from tinygraph.ops import reduce_max as max  # noqa: A004 - tg.max, as users expect
+from tinygraph.ops import reduce_min as min  # noqa: A004
 from tinygraph.ops import reduce_sum as sum  # noqa: A004
 from tinygraph.primitive import Primitive, primitive, registry
 from tinygraph.program import Program
@@ -43,7 +44,7 @@ __all__ = ops.__all__ + [
     "linalg",
     "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "backward", "check_grads",
     "check_op", "detect_anomaly", "enable_grad", "grad", "hessian", "hvp", "is_grad_enabled",
-    "jacobian", "jvp", "keep_freed_memory", "make_program", "max", "mean", "no_grad",
+    "jacobian", "jvp", "keep_freed_memory", "make_program", "max", "mean", "min", "no_grad",
     "numerical_grad", "primitive", "registry", "render", "scope", "softmax", "sum", "to_dot",
     "to_dot_backward", "to_dot_program", "toposort", "trace", "tree_map", "value_and_grad", "vjp",
 ]

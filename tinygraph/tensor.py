@@ -39,7 +39,8 @@ def as_float_array(data: Any) -> np.ndarray:
 class Tensor:
     """An n-dimensional array that records how it was computed.
 
-    ``Tensor(data, requires_grad=False, name=None)`` wraps ``np.asarray(data)`` without copying.
+    ``Tensor(data, requires_grad=False, name=None)`` wraps ``np.asarray(data)`` without copying
+    (integers become float64; booleans stay a mask, as comparisons make).
     After ``backward()``, ``.grad`` holds d(output)/d(self), summed over every backward call.
     """
 
@@ -59,7 +60,14 @@ class Tensor:
     _retain: bool
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
-        self._fill(as_float_array(data), bool(requires_grad), None, (), {})
+        array = data.data if isinstance(data, Tensor) else np.asarray(data)
+        if array.dtype == np.bool_:  # a mask, as comparisons make: indexes by truth, no gradient
+            if requires_grad:
+                raise TypeError("tinygraph.Tensor: a boolean Tensor (a mask) cannot require "
+                                "grad; convert it with .astype(float) first")
+        else:
+            array = as_float_array(array)
+        self._fill(array, bool(requires_grad), None, (), {})
         self.name = name
 
     @classmethod
@@ -218,6 +226,7 @@ class Tensor:
             bundle["image/svg+xml"] = drawing
         return bundle
 
-    # Comparisons (<, <=, >, >=) are installed by ops/operators.py: boolean Tensors, no derivative.
-    # ``==`` keeps Python's identity meaning so tensors stay usable as dict keys.
+    # Comparisons (<, <=, >, >=, ==, !=) are installed by ops/operators.py: elementwise boolean
+    # Tensors with no derivative. Hashing stays by identity (as PyTorch's), so Tensors remain
+    # usable as dict keys; code that needs identity uses ``is``, never ``==``.
     __hash__ = object.__hash__

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from tinygraph.ops.elementwise import (
+    absolute,
     add,
+    cast,
     div,
+    equal,
     exp,
+    floor_divide,
     greater,
     greater_equal,
     less,
     less_equal,
     log,
+    mod,
     mul,
     neg,
+    not_equal,
     power,
     relu,
     sigmoid,
@@ -23,9 +32,18 @@ from tinygraph.ops.elementwise import (
     tanh,
 )
 from tinygraph.ops.linalg import matmul
-from tinygraph.ops.reductions import reduce_max, reduce_sum
+from tinygraph.ops.reductions import (
+    argmax,
+    argmin,
+    prod,
+    reduce_max,
+    reduce_min,
+    reduce_sum,
+    std,
+    var,
+)
 from tinygraph.ops.shape import getitem, plain_index, reshape, transpose
-from tinygraph.state import STATE
+from tinygraph.state import STATE, refuse_leaving_the_graph
 from tinygraph.tensor import Tensor
 
 
@@ -45,8 +63,37 @@ def _detach(self: Tensor) -> Tensor:
     return _plain_detach(self)
 
 
+def _astype(self: Tensor, dtype: Any) -> Tensor:
+    """``t.astype(dtype)``: a float dtype keeps the derivative (``cast``); an integer or boolean
+    one drops it (rounding has derivative 0 almost everywhere), as a recorded constant."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return cast(self, dtype)
+    if dtype.kind in "biu":
+        return cast(stop_gradient(self), dtype)
+    raise TypeError(f"Tensor.astype: tinygraph holds real numbers only, not {dtype}")
+
+
+def _python_number(self: Tensor, kind: type) -> Any:
+    """``float(t)``, ``int(t)``: the value of a one-element Tensor (it leaves the graph)."""
+    refuse_leaving_the_graph(f"{kind.__name__}(Tensor)")
+    if self.size != 1:
+        raise TypeError(f"{kind.__name__}(Tensor): only a one-element Tensor converts to a "
+                        f"Python number, not one of shape {self.shape}")
+    return kind(self.data.item())
+
+
+def _iterate(self: Tensor) -> Iterator[Tensor]:
+    """``for row in t``: the slices along the first axis, each recorded as ``t[i]``."""
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d Tensor")
+    return (getitem(self, index=i) for i in range(self.shape[0]))
+
+
 def _install_operators() -> None:
-    from tinygraph import composites
+    # Ops of other families are looked up in the package when called (``ops.squeeze``): the
+    # methods do not fix which module defines them.
+    from tinygraph import composites, ops
 
     operators = {
         "__add__": lambda self, other: add(self, other),
@@ -68,6 +115,15 @@ def _install_operators() -> None:
         "__le__": lambda self, other: less_equal(self, other),
         "__gt__": lambda self, other: greater(self, other),
         "__ge__": lambda self, other: greater_equal(self, other),
+        # Elementwise, as NumPy and PyTorch: boolean Tensors. Hashing stays by identity, so
+        # Tensors remain usable as dict keys and in sets (the engine never compares with ==).
+        "__eq__": lambda self, other: equal(self, other),
+        "__ne__": lambda self, other: not_equal(self, other),
+        "__abs__": lambda self: absolute(self),
+        "__mod__": lambda self, other: mod(self, other),
+        "__rmod__": lambda self, other: mod(other, self),
+        "__floordiv__": lambda self, other: floor_divide(self, other),
+        "__rfloordiv__": lambda self, other: floor_divide(other, self),
         "detach": _detach,
         "T": property(lambda self: transpose(self)),
         "sum": lambda self, axis=None, keepdims=False: reduce_sum(self, axis=axis,
@@ -75,7 +131,25 @@ def _install_operators() -> None:
         "mean": lambda self, axis=None, keepdims=False: composites.mean(self, axis, keepdims),
         "max": lambda self, axis=None, keepdims=False: reduce_max(self, axis=axis,
                                                                    keepdims=keepdims),
+        "min": lambda self, axis=None, keepdims=False: reduce_min(self, axis=axis,
+                                                                   keepdims=keepdims),
+        "prod": lambda self, axis=None, keepdims=False: prod(self, axis=axis, keepdims=keepdims),
+        "var": lambda self, axis=None, *, ddof=0, keepdims=False: var(self, axis=axis, ddof=ddof,
+                                                                      keepdims=keepdims),
+        "std": lambda self, axis=None, *, ddof=0, keepdims=False: std(self, axis=axis, ddof=ddof,
+                                                                      keepdims=keepdims),
+        "argmax": lambda self, axis=None, keepdims=False: argmax(self, axis, keepdims),
+        "argmin": lambda self, axis=None, keepdims=False: argmin(self, axis, keepdims),
         "reshape": lambda self, *shape: reshape(self, shape=_shape_args(shape)),
+        "ravel": lambda self: ops.ravel(self),
+        "flatten": lambda self: ops.flatten(self),
+        "squeeze": lambda self, axis=None: ops.squeeze(self, axis=axis),
+        "swapaxes": lambda self, axis1, axis2: ops.swapaxes(self, axis1, axis2),
+        "dot": lambda self, other: ops.dot(self, other),
+        "astype": _astype,
+        "__float__": lambda self: _python_number(self, float),
+        "__int__": lambda self: _python_number(self, int),
+        "__iter__": _iterate,
         "transpose": lambda self, *axes: transpose(self, axes=_shape_args(axes) or None),
         "exp": lambda self: exp(self),
         "log": lambda self: log(self),

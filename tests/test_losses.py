@@ -1,0 +1,251 @@
+"""softmax_cross_entropy's parameters (class axis, reduction, label smoothing, ignore_index) against
+a NumPy reference and PyTorch; the default call as it always was (values, gradients, the compiled
+step's fusion); log_softmax and softmax of empty arrays; errors."""
+
+import re
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from tinygraph.ops.losses import softmax_minus_targets
+
+RNG = np.random.default_rng(17)
+
+
+def reference(logits, labels, axis=-1, reduction="mean", label_smoothing=0.0,
+              ignore_index=None):
+    """The loss written out: class axis moved last, dense smoothed targets, then reduced."""
+    z = np.moveaxis(logits.astype(np.float64), axis, -1)
+    log_p = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - z.max(-1, keepdims=True)
+    classes = z.shape[-1]
+    keep = np.ones(z.shape[:-1], dtype=bool)
+    if labels.ndim < logits.ndim:
+        if ignore_index is not None:
+            keep = labels != ignore_index
+        targets = np.eye(classes)[np.where(keep, labels, 0)]
+    else:
+        targets = np.moveaxis(labels, axis, -1)
+    targets = targets * (1 - label_smoothing) + label_smoothing / classes
+    losses = np.where(keep, -(targets * log_p).sum(-1), 0.0)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / max(keep.sum(), 1)
+
+
+def numeric_grad(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = eps
+        grad[index] = (f(x + step) - f(x - step)) / (2 * eps)
+    return grad
+
+
+CASES = [  # (logits shape, class axis, labels: "ids" or "targets", parameters)
+    ((5, 3), -1, "ids", {}),
+    ((5, 3), 1, "targets", {"reduction": "sum"}),
+    ((4,), 0, "ids", {}),
+    ((2, 4, 3), 1, "ids", {"reduction": "none"}),
+    ((2, 3, 4), -1, "ids", {"label_smoothing": 0.1}),
+    ((3, 2, 5), 0, "targets", {"label_smoothing": 0.3, "reduction": "none"}),
+    ((2, 3, 4), 1, "targets", {}),
+    ((2, 4, 3, 2), 1, "ids", {"ignore_index": -100}),
+    ((6, 4), -1, "ids", {"ignore_index": 2, "label_smoothing": 0.2, "reduction": "sum"}),
+    ((2, 5, 3), 1, "ids", {"ignore_index": 0, "label_smoothing": 0.1}),
+]
+
+
+def make_case(shape, axis, kind, params):
+    logits = RNG.normal(size=shape) * 2
+    batch = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    if kind == "ids":
+        labels = RNG.integers(0, shape[axis], size=batch)
+        if params.get("ignore_index") == -100:
+            labels[RNG.random(batch) < 0.4] = -100
+    else:
+        labels = np.ascontiguousarray(  # (check_grads perturbs it through a flat view)
+            np.moveaxis(RNG.dirichlet(np.ones(shape[axis]), size=batch), -1, axis))
+    return logits, labels
+
+
+@pytest.mark.parametrize("shape, axis, kind, params", CASES)
+def test_cross_entropy_variants_match_a_numpy_reference(shape, axis, kind, params):
+    logits, labels = make_case(shape, axis, kind, params)
+    full = {"axis": axis, **params}
+    out = tg.softmax_cross_entropy(tg.Tensor(logits), labels, **full)
+    expected = reference(logits, labels, **full)
+    assert out.shape == np.shape(expected) and np.allclose(out.data, expected, atol=1e-12)
+
+    def projected(z):  # a random projection exercises every position of reduction="none"
+        weights = np.random.default_rng(0).normal(size=np.shape(expected))
+        return np.sum(reference(z, labels, **full) * weights), weights
+
+    weights = projected(logits)[1]
+    grad = tg.grad(lambda z: tg.sum(tg.softmax_cross_entropy(z, labels, **full) * weights))(
+        logits)
+    assert np.allclose(grad, numeric_grad(lambda z: projected(z)[0], logits), atol=1e-7)
+    if kind == "targets":
+        grad_t = tg.grad(lambda t: tg.sum(tg.softmax_cross_entropy(logits, t, **full)
+                                          * weights))(labels)
+        numeric = numeric_grad(lambda t: np.sum(reference(logits, t, **full) * weights), labels)
+        assert np.allclose(grad_t, numeric, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape, axis, kind, params", CASES)
+def test_cross_entropy_matches_pytorch(shape, axis, kind, params):
+    torch = pytest.importorskip("torch")
+    logits, labels = make_case(shape, axis, kind, params)
+    to_torch = (lambda a: a) if len(shape) == 1 else (lambda a: np.moveaxis(a, axis, 1))
+    from_torch = (lambda a: a) if len(shape) == 1 else (lambda a: np.moveaxis(a, 1, axis))
+    z = torch.tensor(to_torch(logits), requires_grad=True)  # torch: classes at 1 (or 0 if 1-D)
+    target = torch.tensor(labels if kind == "ids" else to_torch(labels))
+    want = torch.nn.functional.cross_entropy(z, target, **params)
+    weights = np.random.default_rng(1).normal(size=tuple(want.shape))
+    (want * torch.tensor(weights)).sum().backward()
+    x = tg.Tensor(logits, requires_grad=True)
+    got = tg.softmax_cross_entropy(x, labels, axis=axis, **params)
+    tg.sum(got * weights).backward()
+    assert np.allclose(got.data, want.detach().numpy(), atol=1e-12)  # same batch order
+    assert np.allclose(x.grad, from_torch(z.grad.numpy()), atol=1e-12)
+
+
+def test_mean_with_ignore_index_averages_over_the_counted_rows_only():
+    logits = RNG.normal(size=(4, 3))
+    labels = np.array([0, -1, 2, -1])
+    loss = tg.softmax_cross_entropy(logits, labels, ignore_index=-1)
+    assert np.isclose(loss, tg.softmax_cross_entropy(logits[[0, 2]], labels[[0, 2]]))
+    grad = tg.grad(lambda z: tg.softmax_cross_entropy(z, labels, ignore_index=-1))(logits)
+    assert np.all(grad[[1, 3]] == 0)
+    # nothing counted: the loss is 0 (PyTorch gives 0/0 = NaN), its gradient 0
+    nothing = np.array([-1, -1, -1, -1])
+    assert tg.softmax_cross_entropy(logits, nothing, ignore_index=-1) == 0
+    assert np.all(tg.grad(lambda z: tg.softmax_cross_entropy(z, nothing, ignore_index=-1))(
+        logits) == 0)
+
+
+def test_the_default_call_and_its_gradient_are_unchanged():
+    """Today's formula, to the last bit: mean of -log softmax at the label, rule (s - onehot)/N."""
+    for dtype in (np.float32, np.float64):
+        logits = RNG.normal(size=(6, 4)).astype(dtype)
+        labels = RNG.integers(0, 4, 6)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        value, grad = tg.value_and_grad(tg.softmax_cross_entropy)(logits, labels)
+        assert value.dtype == dtype
+        assert value == np.asarray(-log_p[np.arange(6), labels].sum() / 6, dtype=dtype)
+        softmax = np.exp(log_p)
+        softmax[np.arange(6), labels] -= 1
+        assert np.array_equal(grad, softmax * (np.asarray(1.0, dtype) / 6))
+
+
+def test_the_compiled_step_fuses_only_the_default_call():
+    logits, labels = RNG.normal(size=(5, 3)), RNG.integers(0, 3, 5)
+    fused = tg.trace(tg.value_and_grad(tg.softmax_cross_entropy))
+    fused(logits, labels)
+    assert "softmax_cross_entropy + softmax_minus_targets" in fused.source
+    cube = RNG.normal(size=(2, 4, 3))
+    ids = RNG.integers(0, 3, (2, 4))
+    ids[0, 0] = -1
+    for params in ({"axis": -1}, {"label_smoothing": 0.1}, {"ignore_index": -1},
+                   {"reduction": "none"}):
+        def loss(z, y, params=params):
+            return tg.sum(tg.softmax_cross_entropy(z, y, **params) * 1.5)
+
+        eager = tg.value_and_grad(loss)
+        step = tg.trace(eager)
+        y = ids if "ignore_index" in params else np.abs(ids)
+        step(cube, y)  # traced
+        value, grad = step(cube, y)  # the compiled program
+        want_value, want_grad = eager(cube, y)
+        assert value == want_value and np.array_equal(grad, want_grad)
+        assert "+ softmax_minus_targets" not in step.source
+    default = tg.trace(tg.value_and_grad(tg.softmax_cross_entropy))  # N-d, no parameters
+    default(cube, np.abs(ids))
+    assert "softmax_cross_entropy + softmax_minus_targets" in default.source
+    value, grad = default(cube, np.abs(ids))
+    want_value, want_grad = tg.value_and_grad(tg.softmax_cross_entropy)(cube, np.abs(ids))
+    assert value == want_value and np.array_equal(grad, want_grad)
+
+
+def test_second_derivatives_of_every_variant():
+    for shape, axis, kind, params in CASES:
+        logits, labels = make_case(shape, axis, kind, params)
+        weights = RNG.normal(size=np.shape(reference(logits, labels, axis=axis, **params)))
+
+        def loss(z, t=labels, axis=axis, params=params, weights=weights):
+            return tg.sum(tg.softmax_cross_entropy(z, t, axis=axis, **params) * weights)
+
+        tg.check_grads(loss, logits, order=2)
+        if kind == "targets":
+            tg.check_grads(lambda t, z=logits, loss=loss: loss(z, t), labels, order=2)
+
+
+def test_softmax_minus_targets_is_the_gradient_times_the_count():
+    logits, labels = RNG.normal(size=(3, 2, 4)), RNG.integers(0, 4, (3, 2))
+    grad = tg.grad(lambda z: tg.softmax_cross_entropy(z, labels, axis=-1, reduction="sum"))(
+        logits)
+    assert np.allclose(softmax_minus_targets(logits, labels), grad, atol=1e-15)
+
+
+def test_log_softmax_and_softmax_of_empty_arrays_are_empty():
+    for shape, axis in [((2, 0), 1), ((2, 0), 0), ((0, 3), 1), ((0,), 0)]:
+        x = tg.Tensor(np.zeros(shape, dtype=np.float32), requires_grad=True)
+        out = tg.softmax(x, axis=axis)
+        assert out.shape == shape and out.dtype == np.float32
+        assert tg.log_softmax(x, axis=axis).shape == shape
+        tg.sum(out).backward()
+        assert x.grad.shape == shape
+    assert tg.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 0
+    assert tg.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int),
+                                    reduction="none").shape == (0,)
+
+
+def test_log_softmax_keeps_its_bits():
+    x = RNG.normal(size=(4, 5))
+    shifted = x - np.max(x, axis=0, keepdims=True)
+    assert np.array_equal(tg.log_softmax(x, axis=0),
+                          shifted - np.log(np.sum(np.exp(shifted), axis=0, keepdims=True)))
+
+
+@pytest.mark.parametrize("shape, labels, params, message", [
+    ((2, 3), np.array([0, 3]), {}, "label 3 at row 1 is out of range for 3 classes"),
+    ((2, 3, 2), np.array([[0, 1], [2, 5]]), {"axis": 1},
+     "label 5 at position (1, 1) is out of range for 3 classes"),
+    ((2, 3), np.array([-1, 0]), {}, "label -1 at row 0 is negative"),
+    ((2, 3), np.array([0.5, 1.0]), {}, "label 0.5 at row 0 is not an integer class id"),
+    ((2, 3), np.array([0, 1, 2]), {}, "got 3 labels for 2 rows of logits (2, 3)"),
+    ((2, 3), np.array([0, 1]), {"axis": 0}, "got 2 labels for 3 rows of logits (2, 3)"),
+    ((2, 3, 4), np.zeros((2, 4)), {}, "class ids of shape (2, 4) do not match logits (2, 3, 4): "
+                                      "expected (2, 3) (the logits without axis 2)"),
+    ((2, 3, 4), np.zeros(2), {}, "labels must be class ids of shape (2, 3) or targets of shape "
+                                 "(2, 3, 4), got (2,)"),
+    ((2, 3), np.zeros((2, 3, 1)), {}, "labels must be class ids of shape (N,) or targets of "
+                                      "shape (N, C), got (2, 3, 1)"),
+    ((2, 3), np.zeros((2, 3)), {"ignore_index": 0}, "ignore_index applies to class ids, not to "
+                                                    "targets of shape (2, 3)"),
+    ((2, 3), np.array([0, 1]), {"reduction": "avg"}, "reduction must be 'mean', 'sum' or "
+                                                     "'none', got 'avg'"),
+    ((2, 3), np.array([0, 1]), {"label_smoothing": 1.5}, "label_smoothing must be a number in "
+                                                         "[0, 1], got 1.5"),
+    ((2, 3), np.array([0, 1]), {"axis": 2}, "axis 2 is out of range for logits of shape (2, 3)"),
+    ((2, 3), np.array([0, 1]), {"ignore_index": 0.5}, "ignore_index must be an int, got 0.5"),
+    ((), np.array(0), {}, "logits must have a class axis, got a scalar"),
+])
+def test_cross_entropy_errors_are_one_line_and_name_the_op(shape, labels, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        tg.softmax_cross_entropy(np.zeros(shape), labels, **params)
+    text = str(info.value)
+    assert text.startswith("softmax_cross_entropy: ") and "\n" not in text
+    assert "test_losses.py" in text
+
+
+def test_ignored_labels_may_be_out_of_range_and_float_ids_work():
+    logits = RNG.normal(size=(3, 4))
+    ids = np.array([1, -100, 3])
+    a = tg.softmax_cross_entropy(logits, ids, ignore_index=-100)
+    b = tg.softmax_cross_entropy(logits, ids.astype(np.float64), ignore_index=-100)
+    assert a == b == tg.softmax_cross_entropy(logits[[0, 2]], ids[[0, 2]])
