@@ -364,3 +364,17 @@ def test_the_guard_checks_dict_key_order_donation_safety_and_static_floats():
     assert plus[0] == np.inf and minus[0] == -np.inf
     with pytest.raises(TypeError, match="keyword arguments are not supported"):
         h(v=np.ones(1))
+
+
+def test_an_op_name_can_never_become_code_in_the_generated_source(capsys):
+    @tg.primitive(name="double\n    print('INJECTED')\x00", register=False)
+    def double(x):
+        return 2 * x
+
+    double.defvjp(lambda grad_out, out, x: 2 * grad_out)
+    step = tg.trace(tg.value_and_grad(lambda x: tg.sum(double(x))))
+    value, grad = step(np.ones(3))
+    assert value == 6.0 and np.array_equal(grad, [2.0, 2.0, 2.0])
+    assert "INJECTED" not in capsys.readouterr().out
+    (line,) = [line for line in step.source.splitlines() if "double" in line]
+    assert line.endswith(ascii(double.name))

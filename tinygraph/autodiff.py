@@ -25,7 +25,7 @@ import numpy as np
 
 from tinygraph import ops
 from tinygraph.primitive import Primitive, check_finite
-from tinygraph.state import STATE, connected, enable_grad, scope
+from tinygraph.state import connected, current, enable_grad, scope
 from tinygraph.tensor import Tensor, as_float_array
 
 
@@ -130,8 +130,8 @@ def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | N
     left over (leaves, or anything not on the tape).
     """
     if create_graph:
-        STATE.graph_passes += 1
-        with enable_grad(), scope(f"grad pass {STATE.graph_passes}"):
+        current().graph_passes += 1
+        with enable_grad(), scope(f"grad pass {current().graph_passes}"):
             return _pass(roots, seeds, targets, True, retain_grads, write_retained, order)
     return _pass(roots, seeds, targets, False, retain_grads, write_retained, order)
 
@@ -152,7 +152,7 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
         previous = cotangents.get(id(root))
         cotangents[id(root)] = seed if previous is None else previous + seed
     ends: dict[int, tuple[Tensor, Any]] = {}
-    anomaly = STATE.anomaly
+    anomaly = current().anomaly
     for node in reversed(order):
         grad_out = cotangents.pop(id(node), None)
         if grad_out is None:
@@ -219,8 +219,8 @@ def identity_node(source: Tensor, data: np.ndarray | None = None) -> Tensor:
     ``source``'s own). Made by hand, not by calling the op, so it requires grad even where
     ``source`` does not; put on the tape, if one is recorded, as the op would be."""
     node = Tensor.node(source.data if data is None else data, True, ops.identity, (source,), {})
-    if STATE.tape is not None:
-        STATE.tape.append(node)
+    if current().tape is not None:
+        current().tape.append(node)
     return node
 
 

@@ -60,6 +60,12 @@ class Compiled:
         return self.function(*values)
 
 
+
+def _safe(name: str) -> str:
+    """An op name for a comment of the generated source: as it is when plain printable ASCII,
+    else its ``ascii()`` repr (a newline in a user op's name must not become code)."""
+    return name if name.isascii() and name.isprintable() else ascii(name)
+
 def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndarray]) -> str:
     constants = program.constants
     returned = {v for v in program.outputs if v is not None}
@@ -122,7 +128,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
             namespace[f"f{index}"] = function
             args = ", ".join(names[v] for v in eq.inputs)
             lines.append(f"    v{eq.out}, v{partner.out} = f{index}({args})  "
-                         f"# {eq.prim.name} + {partner.prim.name}")
+                         f"# {_safe(eq.prim.name)} + {_safe(partner.prim.name)}")
             names[eq.out], names[partner.out] = f"v{eq.out}", f"v{partner.out}"
             fresh.update((eq.out, partner.out))  # plain forwards: new arrays
             release(dying.get(index, ()), index)
@@ -166,7 +172,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
             call = f"{function_name}({args})"
             if into is not None:  # a forward that has an ``into`` variant makes a new array
                 fresh.add(eq.out)
-        lines.append(f"    v{eq.out} = {call}  # {eq.prim.name}")
+        lines.append(f"    v{eq.out} = {call}  # {_safe(eq.prim.name)}")
         names[eq.out] = f"v{eq.out}"
         release(dying.get(index, ()), index)
     results = []

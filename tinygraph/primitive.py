@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tinygraph.sampling import SampleFn, default_sample
-from tinygraph.state import STATE, HigherOrderError
+from tinygraph.state import STATE, HigherOrderError, current
 from tinygraph.tensor import Tensor
 
 REGISTRY: dict[str, Primitive] = {}
@@ -238,16 +238,17 @@ class Primitive:
         if out.dtype.kind == "c":
             raise TypeError(f"{self.name}: the result is complex ({out.dtype}); tinygraph "
                             f"differentiates real values only (at {user_site()})")
-        if grad and STATE.grad_enabled and self.differentiable:
-            result = Tensor.node(out, True, self, args, params or None)
-            if STATE.tape is not None:
-                STATE.tape.append(result)
-        elif STATE.tracing and (grad or _any_recorded(args)):
+        state = current()  # this thread's (one lookup, then plain attributes)
+        if grad and state.grad_enabled and self.differentiable:
+            result = Tensor.node(out, True, self, args, params or None, state.scope)
+            if state.tape is not None:
+                state.tape.append(result)
+        elif state.tracing and (grad or _any_recorded(args)):
             # Not differentiated, but computed from the trace's inputs: a replay recomputes it.
-            result = Tensor.node(out, False, self, args, params or None)
+            result = Tensor.node(out, False, self, args, params or None, state.scope)
         else:
-            result = Tensor.node(out)
-        if STATE.anomaly:
+            result = Tensor.node(out, scope=state.scope)
+        if state.anomaly:
             check_finite(self, out, values, "forward")
         return result
 

@@ -72,8 +72,10 @@ class Tensor:
 
     @classmethod
     def node(cls, data: np.ndarray, requires_grad: bool = False, prim: Primitive | None = None,
-             inputs: tuple = (), params: dict | None = None) -> Tensor:
-        """A Tensor around an array as it is (no dtype rules, no copy): for ops and tracing."""
+             inputs: tuple = (), params: dict | None = None,
+             scope: tuple[str, ...] | None = None) -> Tensor:
+        """A Tensor around an array as it is (no dtype rules, no copy): for ops and tracing.
+        ``scope`` defaults to the calling thread's current scope."""
         tensor = cls.__new__(cls)  # the slots set here, not in _fill: one call less per node
         tensor.data = data
         tensor.grad = None
@@ -82,7 +84,7 @@ class Tensor:
         tensor._prim = prim
         tensor._inputs = inputs
         tensor._params = _NO_PARAMS if params is None else params
-        tensor._scope = STATE.scope
+        tensor._scope = STATE.scope if scope is None else scope
         tensor._retain = False
         return tensor
 

@@ -34,7 +34,7 @@ from tinygraph.compile import Compiled, GuardError, donation_unsafe
 from tinygraph.primitive import check_finite
 from tinygraph.program import Equation, Input, Program
 from tinygraph.pytree import flatten, unflatten
-from tinygraph.state import STATE, TraceError, connected, enable_grad, no_grad
+from tinygraph.state import TraceError, connected, current, enable_grad, no_grad
 from tinygraph.tensor import Tensor, as_float_array
 from tinygraph.transforms import TRANSFORMS, _argnums, _is_live
 
@@ -108,8 +108,8 @@ class _Trace:
         writing into nothing, when donated arrays are not safe to overwrite)."""
         values = self._values(leaves, keep_tensors=False)
         donated = tuple(v for v, item in zip(values, self.program.inputs) if item.donated)
-        if STATE.anomaly or (donated and donation_unsafe(donated, tuple(values))):
-            return self._results(self._interpret(values, check=STATE.anomaly))
+        if current().anomaly or (donated and donation_unsafe(donated, tuple(values))):
+            return self._results(self._interpret(values, check=current().anomaly))
         return self._results(list(self.compiled(values)))
 
     def replay(self, leaves: list[Any]) -> Any:
@@ -227,7 +227,7 @@ class Traced:
             raise TypeError(f"trace({self.name}): keyword arguments are not supported "
                             f"({', '.join(kwargs)}); pass them by position")
         last = self._last
-        if last is not None and not STATE.anomaly:
+        if last is not None and not current().anomaly:
             try:  # the call fits the most recent trace: its compiled entry does everything
                 return last.compiled.entry(*args)
             except GuardError:
@@ -303,14 +303,14 @@ class Traced:
         program = record()
         scale = foldable_scale(program) if self.fold_scale else None
         if scale is not None:  # record again with the scale as the seed of the reverse pass
-            previous, STATE.seed_scale = STATE.seed_scale, scale
-            passes, seeds = STATE.graph_passes, STATE.scaled_seeds
+            previous, current().seed_scale = current().seed_scale, scale
+            passes, seeds = current().graph_passes, current().scaled_seeds
             try:
                 folded = record()
             finally:
-                STATE.seed_scale = previous
+                current().seed_scale = previous
             # every pass must have started from the scaled seed (a vjp or a .backward() does not)
-            every_seed = STATE.graph_passes - passes == STATE.scaled_seeds - seeds > 0
+            every_seed = current().graph_passes - passes == current().scaled_seeds - seeds > 0
             dropped = drop_scalings(folded, scale)
             example = []
             for item in program.inputs:
@@ -355,8 +355,8 @@ class Traced:
         chunks = iter(tensors)
         traced_args = tuple(unflatten(treedef, [next(chunks) for _ in range(size)])
                             for treedef, size in zip(treedefs, _counts(owner, len(args))))
-        STATE.tracing += 1
-        STATE.transform_depth += 1
+        current().tracing += 1
+        current().transform_depth += 1
         try:
             with enable_grad():
                 result = self.function(*traced_args)
@@ -365,8 +365,8 @@ class Traced:
                                  f"{type(result).__name__}; return Tensors built from its "
                                  "arguments")
         finally:
-            STATE.tracing -= 1
-            STATE.transform_depth -= 1
+            current().tracing -= 1
+            current().transform_depth -= 1
 
         out_leaves, out_treedef, _ = flatten(result)
         roots = [leaf for leaf in out_leaves if isinstance(leaf, Tensor)]

@@ -21,7 +21,7 @@ import numpy as np
 from tinygraph import ops
 from tinygraph.autodiff import identity_node, reverse_pass, seed_for
 from tinygraph.pytree import flatten, unflatten
-from tinygraph.state import STATE, connected, enable_grad
+from tinygraph.state import connected, current, enable_grad
 from tinygraph.tensor import Tensor, as_float_array
 
 # What each function made by grad / value_and_grad is: (kind, f, argnums). Kept here rather than
@@ -92,12 +92,12 @@ def _variables(args: tuple, numbers: tuple[int, ...], where: str,
 @contextmanager
 def _deeper() -> Iterator[None]:
     """One transform deeper, recording: transforms called inside join this one's graph."""
-    STATE.transform_depth += 1
+    current().transform_depth += 1
     try:
         with enable_grad():
             yield
     finally:
-        STATE.transform_depth -= 1
+        current().transform_depth -= 1
 
 
 def _call(f: Callable[..., Any], args: list, kwargs: dict) -> Any:
@@ -113,7 +113,7 @@ def _joined() -> tuple[bool, bool]:
     them), but as constants: ``stop_gradient`` cuts them, as eager mode (arrays) would.
     """
     joined = connected()
-    return joined, joined and not STATE.grad_enabled
+    return joined, joined and not current().grad_enabled
 
 
 def _cut(values: list[Any], cut: bool) -> list[Any]:
@@ -216,17 +216,17 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
             out = _scalar_output(_call(f, args_list, kwargs), where)
             tape = None
         else:  # top level: record the tape, so that the pass needs no topological sort
-            previous, STATE.tape = STATE.tape, []
+            previous, current().tape = current().tape, []
             try:
                 out = _call(f, args_list, kwargs)
             finally:
-                tape, STATE.tape = STATE.tape, previous
+                tape, current().tape = current().tape, previous
             out = _scalar_output(out, where)
         variables = [t for _, tensors in wrapped for t in tensors]
         seed = np.ones_like(out.data)
-        if joined and STATE.seed_scale is not None:  # tg.trace(..., fold_scale=True)
-            seed = seed * np.asarray(STATE.seed_scale, dtype=seed.dtype)
-            STATE.scaled_seeds += 1
+        if joined and current().seed_scale is not None:  # tg.trace(..., fold_scale=True)
+            seed = seed * np.asarray(current().seed_scale, dtype=seed.dtype)
+            current().scaled_seeds += 1
         found = _cotangents([out], [seed], variables, joined, tape)
         if joined:
             value = out if out.shape == () else ops.reshape(out, shape=())

@@ -16,6 +16,7 @@ depth draw without recursion. ``graphviz`` is imported when a drawing is asked f
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -92,12 +93,83 @@ def _param_text(params: dict) -> str:
             value = "(" + ", ".join(f"array{_shape_text(v.shape)}" if isinstance(v, np.ndarray)
                                     else str(v) for v in value) + ")"
         parts.append(f"{key}={value}")
-    return "\\n".join(parts)
+    return "\n".join(parts)
 
 
-def _escape(text: str) -> str:
-    """Quote characters that DOT would read as escapes, but keep our own line breaks."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")
+# Labels are plain text with "\n" between lines until they are written out. Names come from
+# users (tensors, scopes, ops, outputs, pytree keys), so nothing in them may reach the DOT text
+# unescaped: a keyword, a quote, a trailing backslash or "<b>" would break the file or add
+# attributes. Characters that neither DOT nor SVG (XML 1.0) can carry are shown as Python escapes.
+_UNSAFE = re.compile(r"\r\n?|[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_KEYWORDS = frozenset({"node", "edge", "graph", "digraph", "subgraph", "strict"})
+_LINE_WIDTH = 160  # characters; longer label lines (only from users' names) are broken
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(\.[0-9]+|[0-9]+(\.[0-9]*)?)")
+
+
+def _visible(match: re.Match) -> str:
+    found = match.group()
+    return "\n" if found[0] == "\r" else ascii(found)[1:-1]  # "\x00", "\ud800"
+
+
+def _clean(text: str) -> str:
+    """``text`` with each line end as one ``"\\n"`` and other control characters and lone
+    surrogates written as Python escapes (``\\x00``), so that DOT, SVG and UTF-8 carry it."""
+    return _UNSAFE.sub(_visible, text)
+
+
+def _quote(text: str) -> str:
+    """A DOT double-quoted string that a label shows as ``text`` exactly.
+
+    In a label (an escString) a backslash starts an escape (``\\n``, ``\\G``, ...) and ``\\\\``
+    is one backslash, so backslashes are doubled; quotes become ``\\"``; ``&`` becomes
+    ``&amp;``; a line end becomes ``\\n``. A doubled trailing backslash can no longer swallow
+    the closing quote, and quoted strings are never HTML-like labels, so ``<b>`` is text.
+    """
+    text = _clean(text)
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if '"' in text:
+        text = text.replace('"', '\\"')
+    if "&" in text:  # dot decodes entities (&amp; &#45;) even in plain labels
+        text = text.replace("&", "&amp;")
+    return '"' + text.replace("\n", "\\n") + '"'
+
+
+def _wrap(text: str) -> str:
+    """``text`` with lines longer than ``_LINE_WIDTH`` broken (no character lost): dot refuses
+    a node wider than 65,535 points, which a label line of ~10,000 characters is."""
+    if len(text) <= _LINE_WIDTH:
+        return text
+    return "\n".join(line[start:start + _LINE_WIDTH] for line in text.split("\n")
+                     for start in range(0, max(len(line), 1), _LINE_WIDTH))
+
+
+def _id(text: str) -> str:
+    """A DOT ID: bare when the DOT grammar allows it (an ASCII name or a number that is not a
+    keyword, in any case), else a quoted string (:func:`_quote`)."""
+    if _IDENTIFIER.fullmatch(text) and text.lower() not in _KEYWORDS:
+        return text
+    return _quote(text)
+
+
+def _attr_list(attrs: dict, bare: bool = False) -> str:
+    """``[k=v ...]`` (or just ``k=v ...`` for graph attributes inside a subgraph)."""
+    if not attrs:
+        return ""
+    inner = " ".join(f"{key}={_id(_wrap(str(value))) if key == 'label' else _value(value)}"
+                     for key, value in attrs.items())
+    return inner if bare else f" [{inner}]"
+
+
+@functools.lru_cache(maxsize=1024)
+def _value(value: Any) -> str:
+    """An attribute value other than a label (colours, styles: a few, repeated)."""
+    return _id(str(value))
+
+
+def _file_stem(title: str) -> str:
+    """A safe file name from a title, for ``Digraph.render()`` called without a filename."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", title).strip("._")[:80] or "graph"
 
 
 class _Drawing:
@@ -117,8 +189,14 @@ class _Drawing:
     def to_digraph(self, title: str, rankdir: str) -> Any:
         import graphviz
 
-        graph = graphviz.Digraph(name=title, graph_attr={"rankdir": rankdir, "fontname":
-                                 "Helvetica", "label": title, "labelloc": "t"},
+        # The title is user text: the graphviz package would pass "<b>" on as an HTML-like
+        # label and a trailing backslash unescaped, so every attribute is written here; the
+        # graph's name is given to the package escaped (graphviz.escape doubles backslashes,
+        # turns off HTML and leaves the quoting of `"` and keywords to the package).
+        title = _clean(str(title))
+        name = graphviz.escape(title.replace("\n", " ")) if title else None
+        graph = graphviz.Digraph(name=name,
+                                 filename=_file_stem(title) + ".gv",
                                  node_attr={"fontname": "Helvetica", "fontsize": "11"},
                                  edge_attr={"color": "#555555", "arrowsize": "0.7",
                                             "fontname": "Helvetica", "fontsize": "9",
@@ -137,44 +215,39 @@ class _Drawing:
         # whose per-call quoting makes a 100,000-node drawing take ~15 s instead of ~1 s.
         # Clusters nest as deep as the scopes do: _emit recurses over scopes (a handful of
         # levels), never over the graph's nodes.
-        self._emit(graph.body, (), by_scope, children, "\t")
+        graph_attrs = {"rankdir": rankdir, "fontname": "Helvetica", "label": title,
+                       "labelloc": "t"}
+        graph.body.append(f"\tgraph{_attr_list(graph_attrs)}\n")
+        self._emit(graph.body, (), by_scope, children, "\t", set())
         graph.body.extend(f"\t{tail} -> {head}{_attr_list(attrs)}\n"
                           for tail, head, attrs in self.edges)
         return graph
 
     def _emit(self, body: list[str], scope: tuple[str, ...], by_scope: dict, children: dict,
-              indent: str) -> None:
+              indent: str, taken: set[str]) -> None:
         body.extend(f"{indent}{key}{_attr_list({'label': label, **attrs})}\n"
                     for key, label, attrs in by_scope.get(scope, []))
         for child in children.get(scope, []):
-            name = _id("cluster_" + "/".join(child))
-            body.append(f"{indent}subgraph {name} {{\n")
+            # Scopes ("a/b",) and ("a", "b") would share a name; cluster names must be unique
+            # (dot -Tjson warns of duplicates): the later one gets a number.
+            name = base = "cluster_" + "/".join(child)
+            number = 1
+            while name in taken:
+                number += 1
+                name = f"{base}#{number}"
+            taken.add(name)
+            body.append(f"{indent}subgraph {_id(name)} {{\n")
             cluster = {"label": child[-1], **CLUSTER, **self.cluster_attrs.get(child[-1], {})}
             body.append(f"{indent}\t{_attr_list(cluster, bare=True)}\n")
-            self._emit(body, child, by_scope, children, indent + "\t")
+            self._emit(body, child, by_scope, children, indent + "\t", taken)
             body.append(f"{indent}}}\n")
 
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|-?(\.[0-9]+|[0-9]+(\.[0-9]*)?)")
-
-
-def _id(text: str) -> str:
-    """A DOT identifier: bare when DOT allows it, else double-quoted with escapes."""
-    return text if _IDENTIFIER.fullmatch(text) else f'"{_escape(text)}"'
-
-
-def _attr_list(attrs: dict, bare: bool = False) -> str:
-    """``[k=v ...]`` (or just ``k=v ...`` for graph attributes inside a subgraph)."""
-    if not attrs:
-        return ""
-    inner = " ".join(f"{key}={_id(str(value))}" for key, value in attrs.items())
-    return inner if bare else f" [{inner}]"
 
 
 def _tensor_label(tensor: Tensor, title: str, show_grads: bool, show_values: bool,
                   value_limit: int) -> tuple[str, bool]:
     """``title`` (may be empty), shape and dtype, and optionally values and gradient."""
-    lines = [title] if title else []
+    lines = [str(title)] if title else []
     lines.append(f"{_shape_text(tensor.shape)} {tensor.dtype}")
     bad = False
     if show_values and tensor.size <= value_limit:
@@ -185,7 +258,7 @@ def _tensor_label(tensor: Tensor, title: str, show_grads: bool, show_values: boo
         else:
             text, bad = _summary(np.asarray(tensor.grad))
             lines.append(f"grad {text}")
-    return "\\n".join(lines), bad
+    return "\n".join(lines), bad
 
 
 def to_dot(output: Tensor, *, show_grads: bool = False, show_values: bool = False,
@@ -328,7 +401,7 @@ def _draw(tensors: list[Tensor], output: Tensor, *, titles: dict[int, str] | Non
         box_attrs = OP | {"style": "rounded,filled,bold", "fillcolor": "#ffe8a3"}
         if colour is not None:
             box_attrs |= {"fillcolor": colour[0], "color": colour[1]}
-        drawing.node(box, f"{scope_of_box[box]}\\n{count}: {', '.join(names)}", box_attrs)
+        drawing.node(box, f"{scope_of_box[box]}\n{count}: {', '.join(names)}", box_attrs)
     _check_size(len(drawing.nodes), max_nodes)
     return drawing.to_digraph(title, rankdir)
 
@@ -360,14 +433,14 @@ def _boxes(tensors: list[Tensor], collapsed: set[str], scopes: _Scopes) -> dict[
 
 def _op_label(tensor: Tensor) -> str:
     """The op's name, its parameters, and its scalar constant inputs (``[1] = 2``)."""
-    lines = [tensor.op.name]
+    lines = [str(tensor.op.name)]
     params = _param_text(tensor.params)
     if params:
         lines.append(params)
     lines += [f"[{position}] = {_constant_label(value)}"
               for position, value in enumerate(tensor.inputs)
               if not isinstance(value, Tensor) and np.size(value) == 1]
-    return "\\n".join(lines)
+    return "\n".join(lines)
 
 
 def _constant_label(value: Any) -> str:
@@ -462,11 +535,11 @@ def to_dot_backward(output: Tensor, *, grad: Any = None, show_values: bool = Fal
         cotangent = ends[id(leaf)][1]
         if not isinstance(cotangent, Tensor):  # pragma: no cover - a recorded pass gives Tensors
             continue
-        if leaf.name is None:
+        if not leaf.name:
             unnamed += 1
             titles[id(leaf)] = f"leaf {unnamed}"
         mark = f"∂{of}/∂{leaf.name or titles[id(leaf)]}"
-        titles[id(cotangent)] = (f"{titles[id(cotangent)]}\\n{mark}" if id(cotangent) in titles
+        titles[id(cotangent)] = (f"{titles[id(cotangent)]}\n{mark}" if id(cotangent) in titles
                                  else mark)
         styles[id(cotangent)] = GRADIENT
         gradients.append(cotangent)
@@ -537,15 +610,15 @@ def to_dot_program(program: Any, *, max_nodes: int = 2000, rankdir: str = "TB",
     key_of: dict[int, str] = {}
     for item in program.inputs:
         key_of[item.value] = f"v{item.value}"
-        drawing.node(key_of[item.value], f"%{item.value} = arg {item.path or '0'}\\n"
+        drawing.node(key_of[item.value], f"%{item.value} = arg {item.path or '0'}\n"
                      f"{_shape_text(tuple(item.shape))} {np.dtype(item.dtype)}",
                      PARAMETER | {"shape": "ellipse"})
     constants = 0
     for eq in program.equations:
         key = f"v{eq.out}"
-        label = f"%{eq.out} = {eq.prim.name}" + (f"\\n{_param_text(eq.params)}" if eq.params
+        label = f"%{eq.out} = {eq.prim.name}" + (f"\n{_param_text(eq.params)}" if eq.params
                                                   else "")
-        drawing.node(key, f"{label}\\n{_shape_text(tuple(eq.shape))} {np.dtype(eq.dtype)}",
+        drawing.node(key, f"{label}\n{_shape_text(tuple(eq.shape))} {np.dtype(eq.dtype)}",
                      OP if eq.grad else OP | {"style": "rounded,filled,dashed"})
         for position, value in enumerate(eq.inputs):
             if value in program.constants:

@@ -18,6 +18,8 @@ first-order gradient; ``order=3`` goes one step further, and so on.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +104,9 @@ def _evaluate(f: Any, args: list, kwargs: dict) -> float:
 
 def _float64_copy(tree: Any) -> Any:
     leaves, treedef, _ = flatten(tree)
-    return unflatten(treedef, [np.array(as_float_array(leaf), dtype=np.float64) for leaf in leaves])
+    # C order: the differences perturb leaf.reshape(-1), which must be a view, not a copy
+    return unflatten(treedef, [np.array(as_float_array(leaf), dtype=np.float64, order="C")
+                               for leaf in leaves])
 
 
 def _is_float_leaf(leaf: Any) -> bool:
@@ -175,6 +179,49 @@ def _fail(path: str, mode: str, how: str, where: str, analytic: float, numerical
     return error
 
 
+MODES = ("auto", "full", "directional")
+OPTIONS = ("atol", "rtol", "eps", "mode", "directions", "full_limit")  # check_grads' settings
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def option_error(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid ``check_grads`` setting ``name`` (one line), or None.
+
+    A negative or NaN tolerance makes every comparison fail or pass whatever the rule, an infinite
+    one passes anything; ``eps`` divides; no direction or a negative ``full_limit`` checks nothing.
+    """
+    if name in ("atol", "rtol", "eps"):
+        positive = name == "eps"
+        if _is_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0):
+            return None
+        return f"{name} must be a finite number {'> 0' if positive else '>= 0'}, not {value!r}"
+    if name == "mode":
+        return None if value in MODES else (
+            f"mode must be 'auto', 'full' or 'directional', not {value!r}")
+    if name in ("directions", "full_limit"):
+        least = 1 if name == "directions" else 0
+        if _is_integer(value) and value >= least:
+            return None
+        return f"{name} must be an integer >= {least}, not {value!r}"
+    return f"unknown option {name!r}; the options are {', '.join(OPTIONS)}"
+
+
+def check_options(options: dict[str, Any], who: str = "") -> None:
+    """Raise a one-line ValueError, ``"{who}: ..."``, for the first invalid setting in
+    ``options`` (``check_grads`` keywords: tolerances, ``mode``, ``directions``, ...)."""
+    for name, value in options.items():
+        reason = option_error(name, value)
+        if reason is not None:
+            raise ValueError(f"{who}: {reason}" if who else reason)
+
+
 def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None,
                 atol: float = 1e-5, rtol: float = 1e-4, eps: float = 1e-6, mode: str = "auto",
                 directions: int = 3, seed: int = 0, full_limit: int = 2000,
@@ -191,10 +238,12 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
     quotient along ``v``) passes when ``|analytic - numerical| <= atol + rtol * |numerical|``.
     Raises :class:`GradientCheckError` naming the argument path, the worst element or direction,
     both values, the errors, the tolerances and ``seed`` (which draws the directions); returns a
-    report on success.
+    report on success. ``atol``, ``rtol`` must be finite and >= 0, ``eps`` finite and > 0,
+    ``directions`` >= 1: anything else is a one-line ValueError naming the argument (a negative
+    tolerance would pass any rule).
     """
-    if mode not in ("auto", "full", "directional"):
-        raise ValueError(f"check_grads: mode must be 'auto', 'full' or 'directional', not {mode!r}")
+    check_options({"atol": atol, "rtol": rtol, "eps": eps, "mode": mode,
+                   "directions": directions, "full_limit": full_limit}, "check_grads")
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"check_grads: order must be an integer >= 1, not {order!r}")
     if argnums is None:
@@ -272,9 +321,11 @@ def _check_full(f: Any, work: list, leaf: np.ndarray, grad: np.ndarray, name: st
     numerical = _central_differences(f, work, leaf, eps)
     analytic = np.asarray(grad, dtype=np.float64).reshape(-1)
     abs_error = np.abs(analytic - numerical)
-    excess = abs_error / (atol + rtol * np.abs(numerical))
-    bad = ~(excess <= 1)  # NaN anywhere counts as a failure
+    allowed = atol + rtol * np.abs(numerical)
+    bad = ~(abs_error <= allowed)  # NaN anywhere counts as a failure
     if bad.any():
+        with np.errstate(divide="ignore", invalid="ignore"):  # atol = rtol = 0 asks for equality
+            excess = abs_error / allowed
         worst = int(np.argmax(np.where(bad, np.nan_to_num(excess, nan=np.inf), -1.0)))
         index = np.unravel_index(worst, leaf.shape) if leaf.ndim else ()
         # The seed does not change full differences, but callers (check_op) draw with it.
@@ -323,6 +374,8 @@ def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: in
     """
     from tinygraph import ops  # the projection uses the mul and sum primitives
 
+    # the settings are checked before the op runs (check_grads would only see them after)
+    check_options({k: v for k, v in tolerances.items() if k in OPTIONS}, "check_grads")
     params = params or {}
     out = np.asarray(op(*args, **params))
     weights = np.random.default_rng(seed).standard_normal(out.shape)

@@ -37,7 +37,7 @@ def short_repr(value: Any) -> str:
     if isinstance(value, tuple):
         inner = ", ".join(short_repr(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
-    return repr(value)
+    return _safe_str(value, repr)
 
 
 def input_shapes(args: Sequence[Any]) -> str:
@@ -63,9 +63,21 @@ def _tree_shapes(tree: Any) -> str:
 
 
 def _error_text(error: BaseException) -> str:
+    """``ValueError: message``; the bare name when there is no message (``SystemExit()``)."""
     if isinstance(error, GradientCheckError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    text = _safe_str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _safe_str(value: Any, convert: Any = str) -> str:
+    """``str(value)`` (or ``convert(value)``), or a note when a user's ``__str__`` raises."""
+    try:
+        return convert(value)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        return f"<{type(value).__name__}: its {convert.__name__}() raised {type(error).__name__}>"
 
 
 # ---------------------------------------------------------------------------------------------

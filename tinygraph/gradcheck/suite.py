@@ -23,6 +23,12 @@ tuple ``(f, args)``), found by name in the entry-point group ``tinygraph.models`
 ``module:function``. They are checked along random directions (``mode="directional"``) at the
 same orders as the ops (the 784-64-10 network at order 2 takes a fraction of a second).
 
+Whatever a user's rule, forward, sample function or model loss raises, ``SystemExit`` and
+``GeneratorExit`` included, is that row's failure (named in the report); only
+``KeyboardInterrupt`` goes through and stops the run. Settings (tolerances, orders), names and
+model hooks are checked before anything runs, so a bad request is a :class:`SuiteError`, never a
+column of failed rows.
+
 The rows, the report and their formatting are in :mod:`tinygraph.gradcheck.report`.
 """
 
@@ -39,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.gradcheck.core import GradCheckReport, check_grads, check_op
+from tinygraph.gradcheck.core import GradCheckReport, check_grads, check_op, check_options
 from tinygraph.gradcheck.report import (
     CheckResult,
     Failure,
@@ -63,7 +69,16 @@ DEFAULT_ORDERS: tuple[int, ...] = (1, 2)
 
 
 class SuiteError(ValueError):
-    """A request the suite cannot run (unknown op or model, a hook that does not load)."""
+    """A request the suite cannot run (unknown op or model, a hook that does not load, a bad
+    tolerance)."""
+
+
+def check_tolerances(tolerances: dict[str, Any], who: str = "") -> None:
+    """:func:`~tinygraph.gradcheck.core.check_options` raising :class:`SuiteError`."""
+    try:
+        check_options(tolerances, who)
+    except ValueError as error:
+        raise SuiteError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +142,9 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, order: int,
             check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
         except kind:
             return True
-        except Exception:  # a different failure is not this one
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # a different failure is not this one
             return False
         return False
 
@@ -141,13 +158,29 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, order: int,
     except NoSuchExample:
         return None, (f"unshrunk: hypothesis found no failing input in {tries} tries; "
                       "the input above is the one drawn")
-    except Exception as exc:  # e.g. the sample function fails on a hypothesis draw
-        return None, f"unshrunk: the search failed ({type(exc).__name__}: {exc})"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # e.g. the sample function fails on a hypothesis draw
+        return None, f"unshrunk: the search failed ({_error_text(exc)})"
     try:
         check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
-    except Exception as exc:  # it fails by construction
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # it fails by construction
         return (args, params, exc), ""
     return None, "unshrunk: the shrunk input no longer fails"
+
+
+def _sample_problem(sample: Any) -> str | None:
+    """Why a sample function's value is not ``(args, params)``, or None."""
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
+        return f"the sample function returned {short_repr(sample)}, not (args, params)"
+    args, params = sample
+    if not isinstance(args, (tuple, list)):
+        return f"the sample function returned args {short_repr(args)}, not a tuple"
+    if not isinstance(params, dict):
+        return f"the sample function returned params {short_repr(params)}, not a dict"
+    return None
 
 
 def normalize_orders(orders: int | Iterable[int]) -> tuple[int, ...]:
@@ -187,6 +220,7 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
     """
     op = resolve_ops([op])[0]
     order = normalize_orders([order])[0]
+    check_tolerances(tolerances)
     start = time.perf_counter()
     worst_abs = worst_rel = 0.0
     worst_shape = "-"
@@ -198,17 +232,24 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
     for index in range(examples):
         drawn_seed = example_seed(seed, op.name, index)
         try:
-            args, params = op.sample(RandomDraw(drawn_seed))
-        except Exception as error:
-            failure = Failure(error=f"the sample function failed: {_error_text(error)}",
-                              input=[], example=index, example_seed=drawn_seed,
+            sample = op.sample(RandomDraw(drawn_seed))
+            problem = _sample_problem(sample)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit from user code is a failure too
+            problem = f"the sample function failed: {_error_text(error)}"
+        if problem is not None:
+            failure = Failure(error=problem, input=[], example=index, example_seed=drawn_seed,
                               reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
                                                       order))
             return CheckResult(op.name, "op", index + 1, math.nan, math.nan, "-", False, seed,
                                time.perf_counter() - start, failure, order)
+        args, params = sample
         try:
             report = check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # the rule's, the forward's or the check's
             failure = Failure(error=_error_text(error), input=describe_input(args, params),
                               example=index, example_seed=drawn_seed,
                               reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
@@ -284,33 +325,43 @@ def load_model(spec: str) -> Callable[[], Any]:
             target: Any = importlib.import_module(module_name)
             for part in attribute.split("."):
                 target = getattr(target, part)
-        except Exception as exc:
-            raise SuiteError(f"model {spec!r} does not load: {type(exc).__name__}: {exc}") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit in the module's body too
+            raise SuiteError(f"model {spec!r} does not load: {_error_text(exc)}") from None
         return target
     for entry in importlib.metadata.entry_points(group=MODEL_GROUP):
         if entry.name == spec:
             try:
                 return entry.load()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 raise SuiteError(f"model {spec!r} ({entry.value}) does not load: "
-                                 f"{type(exc).__name__}: {exc}") from None
+                                 f"{_error_text(exc)}") from None
     names = ", ".join(available_models()) or "none installed"
     raise SuiteError(f"unknown model {spec!r}; available models ({MODEL_GROUP} entry points): "
                      f"{names}; or give module:function")
 
 
 def model_check(spec: str | Callable[[], Any] | ModelCheck) -> ModelCheck:
-    """Load (a name or ``module:function``), call the hook, and check what it returned."""
+    """Load (a name or ``module:function``), call the hook, and check what it returned (its
+    options too: a bad tolerance is a :class:`SuiteError` naming the model)."""
     if isinstance(spec, ModelCheck):
-        return spec
-    hook = load_model(spec) if isinstance(spec, str) else spec
-    try:
-        value = hook()
-    except Exception as exc:
+        check, who = spec, "model check"
+    else:
+        hook = load_model(spec) if isinstance(spec, str) else spec
         name = spec if isinstance(spec, str) else getattr(hook, "__name__", repr(hook))
-        raise SuiteError(f"model {name!r}: the check function raised "
-                         f"{type(exc).__name__}: {exc}") from None
-    return as_model_check(value)
+        who = f"model {name!r}"
+        try:
+            value = hook()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit from the hook too
+            raise SuiteError(f"{who}: the check function raised {_error_text(exc)}") from None
+        check = as_model_check(value)
+    check_tolerances(check.options, who)
+    return check
 
 
 def _leaf_label(check: ModelCheck, path: str) -> str:
@@ -337,12 +388,15 @@ def check_model(name: str, model: str | Callable[[], Any] | ModelCheck | None = 
     """
     start = time.perf_counter()
     order = normalize_orders([order])[0]
+    check_tolerances(tolerances)
     check = model_check(name if model is None else model)
     options = {"mode": "directional", **check.options, **tolerances}
     try:
         report = check_grads(check.f, *check.args, argnums=check.argnums, seed=seed,
                              context=f"model {name}: ", order=order, **options)
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # a wrong gradient, or whatever the loss raised
         mismatch = getattr(error, "mismatch", None)
         shapes = [f"arg {i}: {_tree_shapes(a)}" for i, a in enumerate(check.args)]
         failure = Failure(error=_error_text(error), input=shapes,
@@ -373,12 +427,15 @@ def run_suite(ops: Iterable[str | Primitive] | None = None, models: Sequence[str
     ``orders`` (default 1 and 2: gradients and their derivatives; one int for one order).
 
     One row per (op, order), ops in the order given and each op's orders ascending, then one
-    row per (model, order): ``len(ops) * len(orders)`` op rows. Names and orders are checked
-    and model checks built before anything runs, so an unknown name, a bad order or a broken
-    hook fails fast with :class:`SuiteError`.
+    row per (model, order): ``len(ops) * len(orders)`` op rows. Names, orders and tolerances
+    (``atol``, ``rtol``, ``eps``, ``mode``, ``directions``, ``full_limit``) are checked and model
+    checks built before anything runs, so an unknown name, a bad order or tolerance or a broken
+    hook fails fast with :class:`SuiteError`. ``KeyboardInterrupt`` stops the run; any other
+    exception from user code is its row's failure.
     """
     chosen = resolve_ops(ops)
     levels = normalize_orders(orders)
+    check_tolerances(tolerances)
     start = time.perf_counter()
     checks = [(name, model_check(name)) for name in models]
     results = [check_op_examples(op, examples, seed, order=order, shrink=shrink, **tolerances)
