@@ -185,7 +185,7 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
                 cotangent = fit_cotangent(cotangent, data.shape, data.dtype, prim, position)
             if anomaly:
                 check_finite(prim, cotangent.data if create_graph else cotangent, [grad_out],
-                             "backward rule", node.name)
+                             "backward rule", node.name, getattr(node, "_site", None))
             key = id(parent)
             previous = cotangents.get(key)
             cotangents[key] = cotangent if previous is None else previous + cotangent

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tinygraph.sampling import SampleFn, default_sample
-from tinygraph.state import STATE, HigherOrderError, current
+from tinygraph.state import HigherOrderError, current
 from tinygraph.tensor import Tensor
 
 REGISTRY: dict[str, Primitive] = {}
@@ -164,8 +164,10 @@ class Primitive:
         """
         if self.rule_on_arrays_only:  # an opaque rule itself: its own rule raises
             return self.cotangents(grad_out, out, inputs, params, needed)
-        previous = STATE.rule_op
-        STATE.rule_op = self.name
+        state = current()
+        previous = state.rule_op, state.rule_site
+        # nodes the rule makes are reported, under detect_anomaly, at the line that made ``out``
+        state.rule_op, state.rule_site = self.name, getattr(out, "_site", None)
         try:
             results = self.cotangents(grad_out, out, inputs, params, needed)
             for result, need in zip(results, needed):
@@ -176,7 +178,7 @@ class Primitive:
         else:
             return results
         finally:
-            STATE.rule_op = previous
+            state.rule_op, state.rule_site = previous
         # Tried again on every call (a rule may fail on Tensors for some inputs only).
         return tuple(self._opaque_rule(position, reason)(grad_out, out, *inputs, **params)
                      if need else None for position, need in enumerate(needed))
@@ -248,8 +250,11 @@ class Primitive:
             result = Tensor.node(out, False, self, args, params or None, state.scope)
         else:
             result = Tensor.node(out, scope=state.scope)
-        if state.anomaly:
-            check_finite(self, out, values, "forward")
+        if state.anomaly or state.tracing:  # remember the user's line, for anomaly reports
+            if result._prim is not None:
+                result._site = state.rule_site or user_site()
+            if state.anomaly:
+                check_finite(self, out, values, "forward")
         return result
 
     def _arguments(self, args: tuple, params: dict) -> tuple:
@@ -303,8 +308,11 @@ def _any_recorded(args: tuple) -> bool:
 
 
 def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
-                 node_name: str | None = None) -> None:
-    """Under ``detect_anomaly``: raise FloatingPointError if ``value`` holds NaN or inf."""
+                 node_name: str | None = None, site: str | None = None) -> None:
+    """Under ``detect_anomaly``: raise FloatingPointError if ``value`` holds NaN or inf.
+
+    ``site``: where the user's code made the op (for a backward rule or a compiled step, whose
+    own frame is not the user's line)."""
     if value is None:
         return
     array = np.asarray(value)
@@ -317,9 +325,10 @@ def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
         for v in inputs
     )
     origin = " (its inputs already held NaN/inf)" if bad_inputs else ""
+    made = f"; the op was made at {site}" if site else ""
     raise FloatingPointError(
         f"detect_anomaly: {kind} first appeared in the {where} of {prim.name}{node}{origin}, "
-        f"output shape {array.shape} (at {user_site()})"
+        f"output shape {array.shape} (at {user_site()}{made})"
     )
 
 

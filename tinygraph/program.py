@@ -29,6 +29,7 @@ class Equation:
     grad: bool  # recorded as differentiable (False: made under no_grad, or a mask)
     passthrough: int | None = None  # traced, it returned this input itself (identity)
     in_pass: bool = False  # made by a recorded reverse pass (a backward rule)
+    site: str | None = None  # the user's line that made it (for detect_anomaly reports)
 
 
 @dataclass

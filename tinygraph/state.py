@@ -19,7 +19,7 @@ class _State:
     """The recording state of one thread."""
 
     __slots__ = ("grad_enabled", "anomaly", "scope", "transform_depth", "tracing", "rule_op",
-                 "graph_passes", "tape", "seed_scale", "scaled_seeds")
+                 "rule_site", "graph_passes", "tape", "seed_scale", "scaled_seeds")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -28,6 +28,7 @@ class _State:
         self.transform_depth = 0  # > 0 while a transform (grad, trace, ...) runs its function
         self.tracing = 0  # > 0 while tg.trace records a function
         self.rule_op: str | None = None  # the op whose rule is being recorded on Tensors
+        self.rule_site: str | None = None  # where that op was made (file:line), when known
         self.graph_passes = 0  # recorded reverse passes so far (they are named by number)
         # While a top-level transform runs its function: every node that requires grad, in the
         # order it was made (a topological order: the pass needs no sort). None otherwise.

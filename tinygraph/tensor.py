@@ -44,8 +44,10 @@ class Tensor:
     After ``backward()``, ``.grad`` holds d(output)/d(self), summed over every backward call.
     """
 
+    # ``_site`` (file:line of the user's code that made the node) is set only under
+    # detect_anomaly or while tracing, and read with getattr(node, "_site", None).
     __slots__ = ("data", "grad", "requires_grad", "name", "_prim", "_inputs", "_params",
-                 "_scope", "_retain", "__weakref__")
+                 "_scope", "_retain", "_site", "__weakref__")
     # NumPy must defer to us: ``ndarray @ Tensor`` calls Tensor.__rmatmul__, not an object ufunc.
     __array_ufunc__ = None
 

@@ -149,7 +149,8 @@ def slot_values(program: Program, values: list[Any], check: bool = False) -> dic
             continue
         slots[eq.out] = eq.prim.forward(*args, **eq.params)
         if check:
-            check_finite(eq.prim, slots[eq.out], args, "compiled step")
+            where = "backward rule (compiled step)" if eq.in_pass else "compiled step"
+            check_finite(eq.prim, slots[eq.out], args, where, site=eq.site)
     return slots
 
 
@@ -406,7 +407,7 @@ class Traced:
             in_pass = any(name.startswith("grad pass ") for name in node._scope)
             program.equations.append(Equation(node._prim, inputs, node._params, number,
                                               data.shape, data.dtype, node.requires_grad,
-                                              same, in_pass))
+                                              same, in_pass, getattr(node, "_site", None)))
         program.output_treedef = out_treedef
         for leaf in out_leaves:
             if isinstance(leaf, Tensor) and id(leaf) in depends:
