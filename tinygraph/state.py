@@ -53,8 +53,8 @@ class _ThreadEnd:
     def __init__(self, ident: int) -> None:
         self.ident = ident
 
-    def __del__(self) -> None:
-        _STATES.pop(self.ident, None)
+    def __del__(self, states: dict = _STATES) -> None:  # bound now: at exit globals are gone
+        states.pop(self.ident, None)
 
 
 def current() -> _State:

@@ -5,6 +5,23 @@ Families: :mod:`~tinygraph.ops.elementwise`, :mod:`~tinygraph.ops.reductions`,
 :mod:`~tinygraph.ops.functions` (elementwise functions), :mod:`~tinygraph.ops.losses`,
 :mod:`~tinygraph.ops.networks`; :mod:`~tinygraph.ops.operators` installs the Tensor operators.
 
+Four families span modules of one job each; the module named after the family is its face: it
+defines the ops built on the others, re-exports every name of the family (``from
+tinygraph.ops.shape import getitem`` works) and lists them in its ``__all__``. The other modules
+never import their face, so imports point one way (``a <- b``: b imports a):
+
+- elementwise: :mod:`~tinygraph.ops.arithmetic` (identity, casts, comparisons, where, arithmetic)
+  <- :mod:`~tinygraph.ops.elementwise` (signs, rounding, extrema, clipping, parts);
+- shape: :mod:`~tinygraph.ops.reshaping` (broadcasting, reshapes, axes, flip, roll)
+  <- :mod:`~tinygraph.ops.indexing` (getitem, take_along_axis, scatter-adds, sort, select)
+  <- :mod:`~tinygraph.ops.joins` (concatenate, stack, split, repeat, tile, pad)
+  <- :mod:`~tinygraph.ops.shape` (diff, gradient, linspace);
+- linalg: :mod:`~tinygraph.ops.products` (matmul, dot, tensordot, einsum)
+  <- :mod:`~tinygraph.ops.matrix` (inv, solve, det, slogdet, norm)
+  <- :mod:`~tinygraph.ops.linalg` (outer, inner, kron, cross, diagonals, traces, triangles);
+- networks: :mod:`~tinygraph.ops.convolution` (conv2d and its adjoints, im2col, col2im)
+  <- :mod:`~tinygraph.ops.pooling` <- :mod:`~tinygraph.ops.networks` (dropout).
+
 Rules receive ``grad_out`` (the cotangent of the output), ``out`` (the forward result), the inputs
 and the op's parameters, and return one cotangent per input (``None`` where an input has none); a
 rule given per input returns its input's cotangent alone. A cotangent may have the broadcast
@@ -19,25 +36,45 @@ free to use: shapes are fixed for a node.
 """
 
 from tinygraph.ops import (
+    arithmetic,
+    convolution,
     dispatch,
     elementwise,
     functions,
+    indexing,
+    joins,
     linalg,
     losses,
+    matrix,
     networks,
     operators,
+    pooling,
+    products,
     reductions,
+    reshaping,
     shape,
 )
+from tinygraph.ops.arithmetic import *  # noqa: F403
+from tinygraph.ops.convolution import *  # noqa: F403
 from tinygraph.ops.elementwise import *  # noqa: F403
 from tinygraph.ops.functions import *  # noqa: F403
+from tinygraph.ops.indexing import *  # noqa: F403
+from tinygraph.ops.joins import *  # noqa: F403
 from tinygraph.ops.linalg import *  # noqa: F403
 from tinygraph.ops.losses import *  # noqa: F403
+from tinygraph.ops.matrix import *  # noqa: F403
 from tinygraph.ops.networks import *  # noqa: F403
+from tinygraph.ops.pooling import *  # noqa: F403
+from tinygraph.ops.products import *  # noqa: F403
 from tinygraph.ops.reductions import *  # noqa: F403
+from tinygraph.ops.reshaping import *  # noqa: F403
 from tinygraph.ops.shape import *  # noqa: F403
 
-# The public names of every family (``tinygraph`` re-exports them); operators has none.
-__all__ = [name for family in (elementwise, functions, reductions, shape, linalg, losses, networks)
-           for name in family.__all__]
+# The public names of every module (``tinygraph`` re-exports them), each once: a family's face
+# lists its modules' names too. The faces come first, in their old order; operators has none.
+__all__ = list(dict.fromkeys(
+    name for module in (elementwise, functions, reductions, shape, linalg, losses, networks,
+                        arithmetic, reshaping, indexing, joins, products, matrix, convolution,
+                        pooling)
+    for name in module.__all__))
 del dispatch, operators  # they install Tensor methods; nothing to export

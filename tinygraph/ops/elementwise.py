@@ -1,7 +1,12 @@
 """Elementwise ops: identity and casts, comparison masks, selection, arithmetic, functions.
 
 Results broadcast as NumPy's; a rule may return a cotangent of the broadcast shape, and the
-reverse pass sums it back to the input's shape."""
+reverse pass sums it back to the input's shape.
+
+This module is the family's face: every name of the family is importable from here and listed in
+``__all__``. The base (identity, casts, comparisons and masks, where, arithmetic, exp, log,
+sigmoid, tanh, relu) is :mod:`~tinygraph.ops.arithmetic`; defined here are the ops built on it:
+signs and rounding, extrema and clipping, angle units and the parts of a number."""
 
 from __future__ import annotations
 
@@ -10,9 +15,46 @@ from typing import Any
 import numpy as np
 
 from tinygraph.ops._common import broadcast_explain, ufunc_into
+from tinygraph.ops.arithmetic import (
+    _nonfinite_sample,
+    _zero_vjp,
+    add,
+    cast,
+    div,
+    divide,
+    equal,
+    exp,
+    floor_divide,
+    greater,
+    greater_equal,
+    identity,
+    isfinite,
+    isinf,
+    isnan,
+    less,
+    less_equal,
+    log,
+    mod,
+    mul,
+    multiply,
+    neg,
+    negative,
+    not_equal,
+    power,
+    reciprocal,
+    relu,
+    remainder,
+    sigmoid,
+    square,
+    stop_gradient,
+    sub,
+    subtract,
+    tanh,
+    true_divide,
+    where,
+)
 from tinygraph.primitive import primitive
-from tinygraph.sampling import Draw, array, elementwise
-from tinygraph.tensor import Tensor
+from tinygraph.sampling import Draw, elementwise
 
 __all__ = [
     "identity",
@@ -75,324 +117,6 @@ __all__ = [
     "angle",
     "real_if_close",
 ]
-
-
-@primitive(sample=elementwise(1))
-def identity(x):
-    """x itself (no copy). A nested transform's variables are identity nodes of the outer ones."""
-    return x
-
-
-identity.defvjp(lambda grad_out, out, x: grad_out)  # d x/dx = 1
-
-
-# Not registered: the registry's gradient checks compare with finite differences, and this op's
-# derivative is 0 by definition, not by the math (tests/test_autodiff.py checks it).
-@primitive(sample=elementwise(1), differentiable=False, register=False)
-def stop_gradient(x):
-    """x as a constant to every derivative (``Tensor.detach`` that a trace still replays)."""
-    return x
-
-
-def _cast_sample(draw: Draw) -> tuple[tuple, dict]:
-    # float64 only: the checks difference in float64, and a float32 round trip would be the
-    # rounding error, not the rule, that they measure
-    return (array(draw, draw.shape()),), {"dtype": np.dtype(np.float64)}
-
-
-@primitive(sample=_cast_sample, params=("dtype",))
-def cast(x, dtype):
-    """x converted to ``dtype`` (a no-op when it has it already)."""
-    return np.asarray(x).astype(dtype, copy=False)
-
-
-cast.defvjp(lambda grad_out, out, x, dtype: cast(grad_out, np.result_type(x)))  # dx/dx = 1
-
-
-def _comparison(name: str, ufunc: np.ufunc, symbol: str) -> Any:
-    def forward(a, b):
-        return ufunc(a, b)
-
-    forward.__name__ = name
-    forward.__doc__ = f"a {symbol} b, elementwise (a boolean mask: derivative 0)."
-    sample = elementwise(2)  # uniform values: ties, where differences would flip it, never occur
-    return primitive(forward, name=name, sample=sample, explain=broadcast_explain,
-                     forward_into=ufunc_into(ufunc), differentiable=False)
-
-
-greater = _comparison("greater", np.greater, ">")
-greater_equal = _comparison("greater_equal", np.greater_equal, ">=")
-less = _comparison("less", np.less, "<")
-less_equal = _comparison("less_equal", np.less_equal, "<=")
-equal = _comparison("equal", np.equal, "==")
-not_equal = _comparison("not_equal", np.not_equal, "!=")
-
-
-def _nonfinite_sample(draw: Draw) -> tuple[tuple, dict]:
-    """Values in [-2, 2] with some NaN, inf and -inf among them."""
-    shape = draw.shape()
-    values, pick = array(draw, shape), draw.rng().random(shape)
-    special = np.where(pick < 0.1, np.nan, np.where(pick < 0.2, np.inf, -np.inf))
-    return (np.where(pick < 0.3, special, values),), {}
-
-
-def _mask(name: str, ufunc: np.ufunc, what: str) -> Any:
-    def forward(x):
-        return ufunc(x)
-
-    forward.__name__ = name
-    forward.__doc__ = f"Whether x is {what}, elementwise (a boolean mask: derivative 0)."
-    return primitive(forward, name=name, sample=_nonfinite_sample,
-                     forward_into=ufunc_into(ufunc), differentiable=False)
-
-
-isfinite = _mask("isfinite", np.isfinite, "finite (neither NaN nor infinite)")
-isnan = _mask("isnan", np.isnan, "NaN")
-isinf = _mask("isinf", np.isinf, "+inf or -inf")
-
-
-def _where_sample(draw: Draw) -> tuple[tuple, dict]:
-    shape_c, shape_a, shape_b = draw.broadcastable_shapes(3)
-    condition = draw.rng().random(shape_c) < 0.5
-    return (np.asarray(condition), array(draw, shape_a), array(draw, shape_b)), {}
-
-
-@primitive(sample=_where_sample, explain=broadcast_explain)
-def where(condition, a, b):
-    """a where ``condition`` holds, else b, broadcasting (``condition`` has no derivative)."""
-    return np.where(condition, a, b)
-
-
-where.defvjp(None,
-             lambda grad_out, out, condition, a, b: where(condition, grad_out, 0),  # 1 where chosen
-             lambda grad_out, out, condition, a, b: where(condition, 0, grad_out))
-
-
-# ---------------------------------------------------------------------------------------------
-# Elementwise arithmetic
-# ---------------------------------------------------------------------------------------------
-
-@primitive(sample=elementwise(2), explain=broadcast_explain, forward_into=ufunc_into(np.add))
-def add(a, b):
-    """a + b, broadcasting."""
-    return np.add(a, b)
-
-
-add.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a+b)/da = 1
-           lambda grad_out, out, a, b: grad_out)   # d(a+b)/db = 1
-
-
-@primitive(sample=elementwise(2), explain=broadcast_explain,
-           forward_into=ufunc_into(np.subtract))
-def sub(a, b):
-    """a - b, broadcasting."""
-    return np.subtract(a, b)
-
-
-sub.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a-b)/da = 1
-           lambda grad_out, out, a, b: -grad_out)  # d(a-b)/db = -1
-
-
-@primitive(sample=elementwise(2), explain=broadcast_explain,
-           forward_into=ufunc_into(np.multiply))
-def mul(a, b):
-    """a * b, broadcasting."""
-    return np.multiply(a, b)
-
-
-mul.defvjp(lambda grad_out, out, a, b: grad_out * b,   # d(ab)/da = b
-           lambda grad_out, out, a, b: grad_out * a)   # d(ab)/db = a
-
-
-def _div_sample(draw: Draw) -> tuple[tuple, dict]:
-    shape_a, shape_b = draw.broadcastable_shapes(2)
-    return (array(draw, shape_a), array(draw, shape_b, avoid=(0.0,), margin=0.5)), {}
-
-
-@primitive(sample=_div_sample, explain=broadcast_explain, forward_into=ufunc_into(np.divide))
-def div(a, b):
-    """a / b, broadcasting."""
-    return np.divide(a, b)
-
-
-div.defvjp(lambda grad_out, out, a, b: grad_out / b,         # d(a/b)/da = 1/b
-           lambda grad_out, out, a, b: -grad_out * out / b)  # d(a/b)/db = -a/b^2 = -out/b
-
-
-@primitive(sample=elementwise(1), forward_into=ufunc_into(np.negative))
-def neg(x):
-    """-x."""
-    return np.negative(x)
-
-
-neg.defvjp(lambda grad_out, out, x: (-grad_out,))
-
-
-def _power_sample(draw: Draw) -> tuple[tuple, dict]:
-    shape_x, shape_p = draw.broadcastable_shapes(2)
-    return (array(draw, shape_x, 0.5, 2.0), array(draw, shape_p, -2.0, 2.0)), {}
-
-
-def _power_exponent_vjp(grad_out, out, x, p):
-    # d(x^p)/dp = x^p log x for x > 0 (taken as 0 elsewhere: there x^p is not smooth in p)
-    positive = greater(x, 0)
-    return grad_out * out * log(where(positive, x, 1)) * positive
-
-
-@primitive(sample=_power_sample, explain=broadcast_explain)
-def power(x, p):
-    """x ** p, broadcasting."""
-    return np.power(x, p)
-
-
-def _power_base_vjp(grad_out, out, x, p):
-    """d(x^p)/dx = p x^(p-1), taken as 0 where p = 0 (x^0 = 1 is constant, even at x = 0)."""
-    if not isinstance(p, Tensor) and np.ndim(p) == 0:  # a constant exponent, as in x ** 2
-        return grad_out * (0 * x) if p == 0 else grad_out * p * x ** (p - 1)
-    zero = equal(p, 0)
-    # x replaced by 1 where p = 0, so that no 0 ** -1 appears even in the unchosen branch
-    # (its inf would turn into NaN in the next derivative)
-    return grad_out * where(zero, 0, p * where(zero, 1, x) ** (p - 1))
-
-
-power.defvjp(_power_base_vjp, _power_exponent_vjp)
-
-
-# ---------------------------------------------------------------------------------------------
-# Elementwise functions
-# ---------------------------------------------------------------------------------------------
-
-@primitive(sample=elementwise(1), forward_into=ufunc_into(np.exp))
-def exp(x):
-    """e ** x."""
-    return np.exp(x)
-
-
-exp.defvjp(lambda grad_out, out, x: (grad_out * out,))  # d/dx e^x = e^x
-
-
-@primitive(sample=elementwise(1, 0.2, 3.0), forward_into=ufunc_into(np.log))
-def log(x):
-    """Natural logarithm."""
-    return np.log(x)
-
-
-log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
-
-
-def _sigmoid_into(out, x):
-    """1 / (1 + e^-x) = e^min(x, 0) / (1 + e^-|x|): exact and warning-free for any |x|.
-
-    Neither exponent is ever positive, so nothing overflows; no np.where (several times
-    slower than the whole formula on large arrays). The denominator is built in ``out`` and
-    the numerator in one temporary: a full-batch step holds one extra array, not four.
-    """
-    x = np.asarray(x)
-    if out is None:
-        out = np.empty(x.shape, np.result_type(x, np.float16))
-    numerator = np.minimum(x, 0, out=np.empty_like(out))
-    np.exp(numerator, out=numerator)  # 1 for x >= 0, e^x otherwise
-    np.abs(x, out=out)
-    np.negative(out, out=out)
-    np.exp(out, out=out)
-    np.add(out, 1, out=out)
-    return np.divide(numerator, out, out=out)
-
-
-@primitive(sample=elementwise(1, -6.0, 6.0), forward_into=_sigmoid_into)
-def sigmoid(x):
-    """1 / (1 + e^-x), exact and warning-free for any |x| (see _sigmoid_into)."""
-    return _sigmoid_into(None, x)
-
-
-sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)
-
-
-@primitive(sample=elementwise(1, -3.0, 3.0), forward_into=ufunc_into(np.tanh))
-def tanh(x):
-    """Hyperbolic tangent."""
-    return np.tanh(x)
-
-
-tanh.defvjp(lambda grad_out, out, x: (grad_out * (1 - out * out),))  # tanh' = 1 - tanh^2
-
-
-@primitive(sample=elementwise(1, avoid=(0.0,)))
-def relu(x):
-    """max(x, 0)."""
-    return np.maximum(x, 0)
-
-
-relu.defvjp(lambda grad_out, out, x: (grad_out * greater(x, 0),))  # 1 where x > 0, else 0
-
-
-# NumPy's other names for the arithmetic above (the same objects)
-subtract = sub
-multiply = mul
-divide = div
-true_divide = div
-negative = neg
-
-
-@primitive(sample=elementwise(1), forward_into=ufunc_into(np.square))
-def square(x):
-    """x * x."""
-    return np.square(x)
-
-
-square.defvjp(lambda grad_out, out, x: grad_out * 2 * x)  # d/dx x^2 = 2x
-
-
-def _reciprocal_sample(draw: Draw) -> tuple[tuple, dict]:
-    return (array(draw, draw.shape(), avoid=(0.0,), margin=0.3),), {}
-
-
-@primitive(sample=_reciprocal_sample, forward_into=ufunc_into(np.reciprocal))
-def reciprocal(x):
-    """1 / x (for integer x, NumPy's integer reciprocal)."""
-    return np.reciprocal(x)
-
-
-reciprocal.defvjp(lambda grad_out, out, x: -grad_out * out * out)  # d/dx 1/x = -1/x^2
-
-
-def _mod_sample(draw: Draw) -> tuple[tuple, dict]:
-    """a = b (k + u), u in [0.1, 0.9]: a / b is at least 0.1 from the integers, where a mod b
-    jumps. a has the broadcast shape (each of its values is tied to the b it meets)."""
-    shape_a, shape_b = draw.broadcastable_shapes(2)
-    shape = np.broadcast_shapes(shape_a, shape_b)
-    rng = draw.rng()
-    b = np.asarray(rng.uniform(0.5, 2.0, shape_b) * rng.choice([-1.0, 1.0], shape_b))
-    quotient = rng.integers(-3, 3, shape) + rng.uniform(0.1, 0.9, shape)
-    return (np.asarray(quotient * b), b), {}
-
-
-@primitive(sample=_mod_sample, explain=broadcast_explain, forward_into=ufunc_into(np.remainder))
-def mod(a, b):
-    """a - b floor(a / b), broadcasting: the result has the sign of b (NumPy's and Python's %)."""
-    return np.remainder(a, b)
-
-
-mod.defvjp(lambda grad_out, out, a, b: grad_out,                         # d(a mod b)/da = 1
-           lambda grad_out, out, a, b: -grad_out * floor_divide(a, b))  # d/db = -floor(a/b)
-remainder = mod
-
-
-def _zero_vjp(grad_out, out, *inputs, **params):
-    """A step function: derivative 0 almost everywhere, so a zero cotangent for every input
-    (as HIPS autograd and JAX give; a comparison's boolean mask has no derivative at all)."""
-    zero = 0 * grad_out
-    return (zero,) * len(inputs)
-
-
-@primitive(sample=_mod_sample, explain=broadcast_explain,
-           forward_into=ufunc_into(np.floor_divide))
-def floor_divide(a, b):
-    """floor(a / b), broadcasting (Python's //); derivative 0 almost everywhere."""
-    return np.floor_divide(a, b)
-
-
-floor_divide.defvjp(_zero_vjp)
 
 
 # ---------------------------------------------------------------------------------------------
