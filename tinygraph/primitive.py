@@ -223,14 +223,21 @@ class Primitive:
             except (ValueError, TypeError, IndexError) as exc:
                 raise self._input_error(exc, list(args), params) from None
         values = []
-        grad = False
+        grad = listed = False
         for arg in args:
             if isinstance(arg, Tensor):
                 if arg.requires_grad:
                     grad = True
                 values.append(arg.data)
+            elif isinstance(arg, (list, tuple)):
+                listed = True
+                values.append(np.asarray(arg))
             else:
                 values.append(arg)
+        if listed:  # a nested list where an op takes an array (``[[1., 2.]] @ W``) is recorded
+            # as the array it stands for, so that the rules see an array too
+            args = tuple(value if isinstance(arg, (list, tuple)) else arg
+                         for arg, value in zip(args, values))
         try:
             out = self.forward(*values, **params)
         except (ValueError, TypeError, IndexError) as exc:

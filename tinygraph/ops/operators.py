@@ -43,7 +43,7 @@ from tinygraph.ops.reductions import (
     var,
 )
 from tinygraph.ops.shape import getitem, plain_index, reshape, transpose
-from tinygraph.state import STATE, refuse_leaving_the_graph
+from tinygraph.state import STATE, current, refuse_leaving_the_graph
 from tinygraph.tensor import Tensor
 
 
@@ -90,6 +90,31 @@ def _iterate(self: Tensor) -> Iterator[Tensor]:
     return (getitem(self, index=i) for i in range(self.shape[0]))
 
 
+def _in_place(ufunc: np.ufunc, symbol: str, out_of_place: Any) -> Any:
+    """``t -= x`` and friends, as PyTorch: under ``no_grad`` the tensor's own array is updated
+    (a leaf stays the same leaf: ``with tg.no_grad(): W -= lr * W.grad``); a leaf that requires
+    grad refuses it while recording; any other tensor gets a new result (Python's fallback)."""
+
+    def operator(self: Tensor, other: Any) -> Tensor:
+        state = current()
+        if state.grad_enabled or state.tracing:
+            if self.requires_grad and self._prim is None and not state.tracing:
+                raise RuntimeError(
+                    f"Tensor {symbol}=: a leaf that requires grad cannot be updated in place "
+                    f"while recording (its old value is needed for gradients); write "
+                    f"`with tg.no_grad(): W {symbol}= ...` for a parameter update")
+            return out_of_place(self, other)
+        value = other.data if isinstance(other, Tensor) else other
+        try:
+            ufunc(self.data, value, out=self.data, casting="same_kind")
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"Tensor {symbol}=: cannot update shape {self.shape} "
+                            f"({self.dtype}) in place with {np.shape(value)}: {exc}") from None
+        return self
+
+    return operator
+
+
 def _install_operators() -> None:
     # Ops of other families are looked up in the package when called (``ops.squeeze``): the
     # methods do not fix which module defines them.
@@ -109,6 +134,10 @@ def _install_operators() -> None:
         "__pow__": lambda self, other: power(self, other),
         "__rpow__": lambda self, other: power(other, self),
         "__neg__": lambda self: neg(self),
+        "__iadd__": _in_place(np.add, "+", lambda self, other: add(self, other)),
+        "__isub__": _in_place(np.subtract, "-", lambda self, other: sub(self, other)),
+        "__imul__": _in_place(np.multiply, "*", lambda self, other: mul(self, other)),
+        "__itruediv__": _in_place(np.divide, "/", lambda self, other: div(self, other)),
         "__pos__": lambda self: self,
         "__getitem__": lambda self, index: getitem(self, index=plain_index(index)),
         "__lt__": lambda self, other: less(self, other),

@@ -1,0 +1,48 @@
+"""PyTorch habits that used to fail far from their cause: in-place updates, lists as operands."""
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+
+
+def test_an_in_place_update_under_no_grad_keeps_the_same_leaf():
+    w = tg.Tensor(np.ones((2, 2)), requires_grad=True)
+    tg.sum(np.array([[1.0, 2.0]]) @ w).backward()
+    before = w
+    with tg.no_grad():
+        w -= 0.1 * w.grad
+        w *= 2.0
+        w += np.ones(2)  # broadcasting into its shape
+        w /= 2.0
+    assert w is before and w.is_leaf and w.requires_grad
+    assert np.allclose(w.data, [[1.4, 1.4], [1.3, 1.3]])
+    w.grad = None
+    tg.sum(w * w).backward()  # still differentiable, from the new values
+    assert np.allclose(w.grad, 2 * w.data)
+
+
+def test_an_in_place_update_of_a_leaf_while_recording_is_refused_clearly():
+    w = tg.Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Tensor -=: a leaf that requires grad .*tg.no_grad"):
+        w -= 1.0
+    with tg.no_grad(), pytest.raises(ValueError, match=r"Tensor \+=: cannot update shape \(2,\)"):
+        w += np.ones((3, 2))
+
+
+def test_in_place_operators_on_other_tensors_record_a_new_node():
+    w = tg.Tensor(np.ones(2), requires_grad=True)
+    y = w * 2
+    first = y
+    y += 1.0
+    assert y is not first and y.op is tg.add
+    tg.sum(y).backward()
+    assert np.array_equal(w.grad, [2.0, 2.0])
+
+
+def test_a_nested_list_operand_is_an_array_for_the_rules_too():
+    w = tg.Tensor(np.ones((2, 2)), requires_grad=True)
+    tg.sum([[1.0, 2.0]] @ w).backward()
+    assert np.array_equal(w.grad, [[1.0, 1.0], [2.0, 2.0]])
+    grads = tg.grad(lambda v: tg.sum(tg.matmul([[1.0, 2.0]], v)))(np.ones((2, 2)))
+    assert np.array_equal(grads, [[1.0, 1.0], [2.0, 2.0]])
