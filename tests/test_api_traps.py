@@ -46,3 +46,28 @@ def test_a_nested_list_operand_is_an_array_for_the_rules_too():
     assert np.array_equal(w.grad, [[1.0, 1.0], [2.0, 2.0]])
     grads = tg.grad(lambda v: tg.sum(tg.matmul([[1.0, 2.0]], v)))(np.ones((2, 2)))
     assert np.array_equal(grads, [[1.0, 1.0], [2.0, 2.0]])
+
+
+def test_training_steps_leave_no_reference_cycles():
+    import gc
+
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(6, 3)), "b": np.zeros(3)}
+    x, labels = rng.random((8, 6)), rng.integers(0, 3, size=8)
+
+    def loss(p, x, labels):
+        return tg.softmax_cross_entropy(tg.tanh(x @ p["W"] + p["b"]), labels)
+
+    step = tg.value_and_grad(loss)
+    traced = tg.trace(step)
+    leaves = {k: tg.Tensor(v, requires_grad=True) for k, v in params.items()}
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            step(params, x, labels)
+            traced(params, x, labels)
+            loss(leaves, x, labels).backward()
+        assert gc.collect() == 0  # every step's objects were freed by reference counting
+    finally:
+        gc.enable()
