@@ -219,7 +219,9 @@ def _power_exponent_vjp(grad_out, out, x, p):
 @primitive(sample=_power_sample, explain=broadcast_explain)
 def power(x, p):
     """x ** p, broadcasting."""
-    return np.power(x, p)
+    # ndarray's own ** where x is an array: some NumPy versions compute x ** 0.5 and x ** 2 as
+    # sqrt and square (other bits than np.power), and a traced step must give eager's bits
+    return x ** p if isinstance(x, np.ndarray) else np.power(x, p)
 
 
 def _power_base_vjp(grad_out, out, x, p):
