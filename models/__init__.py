@@ -1,4 +1,4 @@
-"""The paper's network, its data and its command-line tools.
+"""The paper's network (and a LeNet-style CNN beside it), its data and its command-line tools.
 
 They need the ``models`` extra (tqdm, matplotlib, Pillow) besides tinygraph itself:
 ``pip install -e '.[models]'``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import network
+from models import cnn, network
 from models.init import init_params
 from tinygraph.gradcheck import ModelCheck
 
@@ -30,3 +30,18 @@ def mnist_mlp(batch: int = 32, seed: int = 0) -> ModelCheck:
     images = rng.random((batch, 784))
     labels = rng.integers(0, 10, batch)
     return ModelCheck(network.loss, (params, images, labels), argnums=0)
+
+
+def mnist_cnn(batch: int = 4, seed: int = 0) -> ModelCheck:
+    """A small LeNet-style network of ``models.cnn`` (4 and 6 channels, 16 dense units), mean
+    softmax cross-entropy on a random batch, ``dL/dparams``.
+
+    The weights are He-normal, and the images uniform [0, 1) pixels, so every max-pooling window
+    has one maximum well clear of the others (its kink is a tie) and about half the relus are on.
+    """
+    rng = np.random.default_rng(seed)
+    params = cnn.init_params((4, 6), (16,), seed=seed, dtype=np.float64)
+    images = rng.random((batch, 784))
+    labels = rng.integers(0, 10, batch)
+    return ModelCheck(lambda p, x, y: network.loss(p, x, y, "relu"), (params, images, labels),
+                      argnums=0)

@@ -18,7 +18,7 @@ import numpy as np
 
 from models import data as datasets
 from models import missing_extra, network
-from models.cli import one_line_errors
+from models.cli import blas_threads, one_line_errors
 
 
 def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -35,8 +35,10 @@ def load_params(path: Path) -> tuple[dict[str, np.ndarray], dict]:
                   else str(exc))
         raise datasets.DataError(f"{path}: not a params.npz written by models.train "
                                  f"({reason})") from None
-    if not {"W1", "b1"} <= set(arrays):
-        raise datasets.DataError(f"{path}: holds no W1/b1 weights ({sorted(arrays)})")
+    try:
+        network.architecture(arrays)
+    except ValueError as exc:
+        raise datasets.DataError(f"{path}: {exc}") from None
     return arrays, config
 
 
@@ -74,11 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def predict_all() -> tuple:
         params, config = load_params(args.params)
         images, labels, names, kind = read_inputs(args.data)
-        features = datasets.to_features(images, params["W1"].dtype)
-        if features.shape[1] != params["W1"].shape[0]:
+        features = datasets.to_features(images, network.dtype_of(params))
+        if features.shape[1] != network.input_size(params):
             raise datasets.DataError(f"{args.data}: images have {features.shape[1]} pixels, the "
-                                     f"network expects {params['W1'].shape[0]}")
-        predictions = network.predict(params, features, config.get("activation", "sigmoid"))
+                                     f"network expects {network.input_size(params)}")
+        with blas_threads(config.get("threads", 0)):  # as in training
+            predictions = network.predict(params, features, config.get("activation", "sigmoid"))
         if kind == "images":
             with datasets.atomic_write(args.out, "w") as handle:
                 handle.write("File,Label\n")

@@ -1,4 +1,5 @@
-"""Draw the paper's network: ``python -m models.render [--params P] [--out graph.svg] ...``.
+"""Draw the paper's network: ``python -m models.render [--params P] [--out graph.svg] ...``
+(``--arch cnn``: the LeNet-style convolutional network).
 
 The network is built as a tinygraph expression on a small batch of the embedded sample, with one
 scope per layer, differentiated, and drawn with its gradients (or collapsed to one box per layer,
@@ -15,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 import tinygraph as tg
+from models import cnn, missing_extra, network
 from models import data as datasets
-from models import missing_extra, network
-from models.cli import one_line_errors
+from models.cli import blas_threads, one_line_errors
 from models.init import init_params
 
 
@@ -32,15 +33,18 @@ def draw(params: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray, 
     loss.name = "loss"
     loss.backward(retain_grads=True)
     options.setdefault("show_grads", True)
-    options.setdefault("title", f"the {'-'.join(map(str, network.layer_sizes(params)))} "
-                                f"{activation} network")
+    kind = "" if network.architecture(params) == "mlp" else "convolutional "
+    options.setdefault("title", f"the {network.describe(params)} {activation} {kind}network")
     return tg.render(loss, path, format=format, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.render", description=__doc__)
     parser.add_argument("--params", type=Path, help="params.npz from models.train "
-                        "(default: a freshly initialised 784-64-10 network)")
+                        "(default: a freshly initialised network of --arch)")
+    parser.add_argument("--arch", choices=network.ARCHITECTURES, default="mlp",
+                        help="the network drawn without --params: mlp (784-64-10 sigmoid) or "
+                             "cnn (the LeNet-style network, relu)")
     parser.add_argument("--out", type=Path, default=Path("graph.svg"))
     parser.add_argument("--format", choices=["svg", "png", "pdf"])
     parser.add_argument("--batch", type=int, default=32, help="examples in the drawn batch")
@@ -61,12 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             params, config = load_params(args.params)
             activation = config.get("activation", "sigmoid")
+            threads = config.get("threads", 0)
+        elif args.arch == "cnn":
+            params, activation, threads = cnn.init_params(), "relu", cnn.BLAS_THREADS
         else:
             params, activation = init_params((784, 64, 10), method="xavier"), "sigmoid"
+            threads = 0
         sample = datasets.load("sample")
-        images = datasets.to_features(sample.test_images[:args.batch], params["W1"].dtype)
-        return draw(params, images, sample.test_labels[:args.batch], args.out, activation,
-                    fmt, collapse=args.collapse, backward=args.backward)
+        images = datasets.to_features(sample.test_images[:args.batch], network.dtype_of(params))
+        with blas_threads(threads):
+            return draw(params, images, sample.test_labels[:args.batch], args.out, activation,
+                        fmt, collapse=args.collapse, backward=args.backward)
 
     written = one_line_errors(draw_network, args.out)
     if written is None:
