@@ -61,9 +61,12 @@ def _parse_csv_block(text: str | IO[str], has_label: bool) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data" for an empty block
+            # NumPy < 2.3 parses "1.5" as an integer via float (truncating it), with only a
+            # DeprecationWarning: made an error here, so such a line is reported, not rounded
+            warnings.simplefilter("error", DeprecationWarning)
             source = io.StringIO(text) if isinstance(text, str) else text
             table = np.loadtxt(source, delimiter=",", dtype=np.int16, comments=None, ndmin=2)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, DeprecationWarning):
         return None
     if table.size == 0:
         return table.reshape(0, n_fields)
