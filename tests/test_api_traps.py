@@ -71,3 +71,32 @@ def test_training_steps_leave_no_reference_cycles():
         assert gc.collect() == 0  # every step's objects were freed by reference counting
     finally:
         gc.enable()
+
+
+def test_a_list_holding_tensors_keeps_them_in_the_graph():
+    w = tg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    tg.sum(w * [w[0], 1.0, 1.0]).backward()
+    assert np.array_equal(w.grad, [2.0, 1.0, 1.0])  # d(w0^2)/dw0 = 2 w0
+    x = np.array([1.0, 2.0, 3.0])
+    assert np.array_equal(tg.grad(lambda z: tg.sum(tg.concatenate([z, [z[0]]])))(x),
+                          [2.0, 1.0, 1.0])
+    assert np.allclose(tg.grad(lambda z: tg.sum(tg.exp([z[0], 1.0])))(x), [np.e, 0.0, 0.0])
+    assert isinstance(tg.exp([0.0, 1.0]), np.ndarray)  # no Tensor anywhere: an array
+
+
+def test_a_graph_recorded_before_an_in_place_update_refuses_to_be_differentiated():
+    w = tg.Tensor(np.array([0.5, 1.0]), requires_grad=True)
+    y = tg.exp(w)
+    with tg.no_grad():
+        y -= 1.0  # exp's rule reads its result
+    with pytest.raises(RuntimeError, match="its result .* updated in place after exp recorded"):
+        tg.sum(y).backward()
+    w = tg.Tensor(np.array([2.0, 3.0]), requires_grad=True)
+    loss = tg.sum(w * w)
+    with tg.no_grad():
+        w -= 1.0  # the update before backward(): the gradient would be at the new values
+    with pytest.raises(RuntimeError, match="its input 0 .* updated in place after mul"):
+        loss.backward()
+    w.grad = None
+    tg.sum(w * w).backward()  # recorded after the update: fine
+    assert np.array_equal(w.grad, [2.0, 4.0])

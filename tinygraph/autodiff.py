@@ -26,7 +26,7 @@ import numpy as np
 from tinygraph import ops
 from tinygraph.primitive import Primitive, check_finite
 from tinygraph.state import connected, current, enable_grad, scope
-from tinygraph.tensor import Tensor, as_float_array
+from tinygraph.tensor import LAST_CHANGE, Tensor, as_float_array
 
 
 def toposort(root: Tensor | Iterable[Tensor], every: bool = False,
@@ -162,6 +162,8 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
             if targets is None or id(node) in targets:
                 ends[id(node)] = (node, grad_out)
             continue
+        if LAST_CHANGE[0] > node._stamp:  # something was updated in place since: not this?
+            _refuse_changed(node)
         if write_retained and (retain_grads or node._retain):
             accumulate_grad(node, grad_out)
         inputs = node._inputs
@@ -192,6 +194,17 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
     if taped is not None:  # leaves (never on a tape) keep their cotangents in the dict
         ends.update((key, (None, cotangent)) for key, cotangent in cotangents.items())
     return ends
+
+
+def _refuse_changed(node: Tensor) -> None:
+    """Raise if ``node`` or one of its inputs was updated in place after ``node`` was made."""
+    for position, value in enumerate((node, *node._inputs)):
+        if isinstance(value, Tensor) and value._changed > node._stamp:
+            what = "its result" if position == 0 else f"its input {position - 1}"
+            raise RuntimeError(
+                f"backward: {what} (shape {value.shape}) was updated in place after "
+                f"{node._prim.name} recorded it, so its rule would read the new values; update "
+                "parameters after backward(), or compute the loss again")
 
 
 def accumulate_grad(node: Tensor, cotangent: Any) -> None:

@@ -215,29 +215,26 @@ class Primitive:
         if len(args) != self.arity and self.arity != VARIADIC:
             args = self._arguments(args, params)
         for arg in args:  # the hottest code of the engine: plain loops, no helper calls
-            if isinstance(arg, Tensor):
+            if isinstance(arg, (Tensor, list, tuple)):
                 break
         else:  # arrays and numbers only (a rule in a first-order pass): the forward, nothing else
             try:
                 return self.forward(*args, **params)
             except (ValueError, TypeError, IndexError) as exc:
                 raise self._input_error(exc, list(args), params) from None
+        if any(isinstance(arg, (list, tuple)) for arg in args):
+            args = _sequences_as_operands(args)
+            if not any(isinstance(arg, Tensor) for arg in args):
+                return self(*args, **params)
         values = []
-        grad = listed = False
+        grad = False
         for arg in args:
             if isinstance(arg, Tensor):
                 if arg.requires_grad:
                     grad = True
                 values.append(arg.data)
-            elif isinstance(arg, (list, tuple)):
-                listed = True
-                values.append(np.asarray(arg))
             else:
                 values.append(arg)
-        if listed:  # a nested list where an op takes an array (``[[1., 2.]] @ W``) is recorded
-            # as the array it stands for, so that the rules see an array too
-            args = tuple(value if isinstance(arg, (list, tuple)) else arg
-                         for arg, value in zip(args, values))
         try:
             out = self.forward(*values, **params)
         except (ValueError, TypeError, IndexError) as exc:
@@ -308,6 +305,15 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<tinygraph primitive {self.name}>"
+
+
+def _sequences_as_operands(args: tuple) -> tuple:
+    """A (nested) list or tuple where an op takes an array, as the array it stands for:
+    ``[[1., 2.]] @ W``; one holding Tensors (``W * [W[0], 1.]``) is stacked into a recorded
+    Tensor, so that the gradient flows through it, never silently around it."""
+    from tinygraph.numpy import array  # stacks Tensors; imported late: it imports the ops
+
+    return tuple(array(arg) if isinstance(arg, (list, tuple)) else arg for arg in args)
 
 
 def _any_recorded(args: tuple) -> bool:

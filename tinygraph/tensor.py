@@ -10,6 +10,7 @@ so that this file knows no op by name.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
 
 _KEPT_DTYPES = (np.float16, np.float32, np.float64)
 _NO_PARAMS: dict = {}  # shared by nodes without parameters; never mutated
+_CLOCK = itertools.count(1)  # stamps of recorded nodes and of in-place updates
+LAST_CHANGE = [0]  # the stamp of the latest in-place update (0: none yet)
+
+
+def mark_changed(tensor: Tensor) -> None:
+    """Note that ``tensor``'s array was just updated in place (see ``Tensor._changed``)."""
+    tensor._changed = LAST_CHANGE[0] = next(_CLOCK)
 
 
 def as_float_array(data: Any) -> np.ndarray:
@@ -46,8 +54,11 @@ class Tensor:
 
     # ``_site`` (file:line of the user's code that made the node) is set only under
     # detect_anomaly or while tracing, and read with getattr(node, "_site", None).
+    # ``_stamp``: when a recorded node was made; ``_changed``: when its array was last updated
+    # in place (``-=`` under no_grad), on the same clock: a pass refuses a node made before an
+    # input of it changed (its rule would read the new values).
     __slots__ = ("data", "grad", "requires_grad", "name", "_prim", "_inputs", "_params",
-                 "_scope", "_retain", "_site", "__weakref__")
+                 "_scope", "_retain", "_site", "_stamp", "_changed", "__weakref__")
     # NumPy must defer to us: ``ndarray @ Tensor`` calls Tensor.__rmatmul__, not an object ufunc.
     __array_ufunc__ = None
 
@@ -88,6 +99,8 @@ class Tensor:
         tensor._params = _NO_PARAMS if params is None else params
         tensor._scope = STATE.scope if scope is None else scope
         tensor._retain = False
+        tensor._stamp = next(_CLOCK) if prim is not None else 0
+        tensor._changed = 0
         return tensor
 
     def _fill(self, data: np.ndarray, requires_grad: bool, prim: Primitive | None,
@@ -102,6 +115,8 @@ class Tensor:
         self._params = params
         self._scope = STATE.scope
         self._retain = False
+        self._stamp = next(_CLOCK) if prim is not None else 0
+        self._changed = 0
 
     # -- array-like attributes ------------------------------------------------------------
     @property

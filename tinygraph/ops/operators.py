@@ -44,7 +44,7 @@ from tinygraph.ops.reductions import (
 )
 from tinygraph.ops.shape import getitem, plain_index, reshape, transpose
 from tinygraph.state import STATE, current, refuse_leaving_the_graph
-from tinygraph.tensor import Tensor
+from tinygraph.tensor import Tensor, mark_changed
 
 
 def _shape_args(args: tuple) -> Any:
@@ -92,8 +92,9 @@ def _iterate(self: Tensor) -> Iterator[Tensor]:
 
 def _in_place(ufunc: np.ufunc, symbol: str, out_of_place: Any) -> Any:
     """``t -= x`` and friends, as PyTorch: under ``no_grad`` the tensor's own array is updated
-    (a leaf stays the same leaf: ``with tg.no_grad(): W -= lr * W.grad``); a leaf that requires
-    grad refuses it while recording; any other tensor gets a new result (Python's fallback)."""
+    (a leaf stays the same leaf: ``with tg.no_grad(): W -= lr * W.grad``), and a graph recorded
+    before the update refuses to be differentiated (its rules would read the new values); a
+    leaf that requires grad refuses it while recording; any other tensor gets a new result."""
 
     def operator(self: Tensor, other: Any) -> Tensor:
         state = current()
@@ -110,6 +111,7 @@ def _in_place(ufunc: np.ufunc, symbol: str, out_of_place: Any) -> Any:
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"Tensor {symbol}=: cannot update shape {self.shape} "
                             f"({self.dtype}) in place with {np.shape(value)}: {exc}") from None
+        mark_changed(self)  # a graph recorded before this reads other values: backward refuses
         return self
 
     return operator
