@@ -77,3 +77,28 @@ def test_a_new_thread_starts_with_the_defaults():
         thread.start()
         thread.join()
     assert seen == {"grad": True}
+
+
+def test_threads_sharing_one_traced_step_get_the_eager_numbers():
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.normal(size=(6, 5)), "b1": np.zeros(5),
+              "W2": rng.normal(size=(5, 3)), "b2": np.zeros(3)}
+    batches = [(rng.random((8, 6)), rng.integers(0, 3, size=8)) for _ in range(2)]
+    eager = tg.value_and_grad(_network_loss)
+    step = tg.trace(eager)
+    step(params, *batches[0])
+    wrong = []
+
+    def work(x, y) -> None:
+        want = eager(params, x, y)
+        for _ in range(150):
+            value, grads = step(params, x, y)
+            if value != want[0] or any(not np.array_equal(grads[k], want[1][k]) for k in grads):
+                wrong.append(1)
+
+    threads = [threading.Thread(target=work, args=batch) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong  # the compiled program's buffers are never shared by two calls at once

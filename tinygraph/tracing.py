@@ -23,6 +23,7 @@ shapes, dtypes or such arguments traces again (``retrace=False`` makes that an e
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -214,6 +215,9 @@ class Traced:
             else set(donate_argnums)
         self.max_traces = max_traces
         self.plans: dict[tuple, _Trace] = {}
+        # One call at a time: a compiled program writes into buffers it owns (threads that
+        # share a traced step take turns; its results are the callers' own arrays)
+        self._lock = threading.RLock()
         self._last: _Trace | None = None
         self.name = getattr(transform[1] if transform else fn, "__name__", "f")
         functools.update_wrapper(self, fn)
@@ -227,6 +231,10 @@ class Traced:
         if kwargs:
             raise TypeError(f"trace({self.name}): keyword arguments are not supported "
                             f"({', '.join(kwargs)}); pass them by position")
+        with self._lock:
+            return self._call(args)
+
+    def _call(self, args: tuple) -> Any:
         last = self._last
         if last is not None and not current().anomaly:
             try:  # the call fits the most recent trace: its compiled entry does everything
