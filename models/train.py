@@ -11,6 +11,7 @@ trained parameters ``params.npz``, the network's graph with its gradients on one
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -172,13 +173,31 @@ def build_config(args: argparse.Namespace, given: set[str],
     for name in given:
         values[name] = getattr(args, name)
     config = Config(**values)
-    if config.epochs < 0 or config.batch_size < 0 or config.lr <= 0:
-        raise UsageError("--epochs and --batch-size must be >= 0 and --lr > 0")
+    _check_numbers(config)
     if not 0 <= config.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
     if config.threads < 0 or config.train_eval < 0:
         raise UsageError("--threads and --train-eval must be >= 0")
     return config
+
+
+def _check_numbers(config: Config) -> None:
+    """Each numeric setting finite and in range, each with its own message (a NaN learning
+    rate used to train to NaN parameters and exit 0)."""
+    for flag, value, low, strict in (("--lr", config.lr, 0.0, True),
+                                     ("--weight-decay", config.weight_decay, 0.0, False),
+                                     ("--warmup-epochs", config.warmup_epochs, 0.0, False),
+                                     ("--init-scale", config.init_scale, 0.0, True)):
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            bound = f"> {low:g}" if strict else f">= {low:g}"
+            raise UsageError(f"{flag} must be a finite number {bound}, got {value}")
+    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+        if value < 0:
+            raise UsageError(f"{flag} must be >= 0, got {value}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops, its last good checkpoint kept."""
 
 
 @dataclass
@@ -232,10 +251,21 @@ def init_network(config: Config, features: int, classes: int) -> dict[str, np.nd
                        dtype=dtype)
 
 
-def new_out_dir(config: Config) -> Path:
+def new_out_dir(config: Config, root: Path = Path("runs")) -> Path:
+    """A new directory under ``root``, created here and never one that exists: runs started in
+    the same second (several at once) get suffixes -2, -3, ... (mkdir is atomic)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = Path(config.data).name.replace(".", "-") or "data"
-    return Path("runs") / f"{stamp}-{config.preset}-{name}"
+    root.mkdir(parents=True, exist_ok=True)
+    base = root / f"{stamp}-{config.preset}-{name}"
+    for number in itertools.count(1):
+        directory = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        return directory
+    raise AssertionError("unreachable")
 
 
 def ensure_writable(directory: Path) -> None:
@@ -325,7 +355,13 @@ def train(config: Config, out: Path, *, progress: bool = True,
             x_epoch = random_affine(x_epoch, rng)
         for start in range(0, count, batch):
             xb, yb = x_epoch[start:start + batch], y_epoch[start:start + batch]
-            _, grads = loss_and_grad(params, xb, yb, config.activation)
+            value, grads = loss_and_grad(params, xb, yb, config.activation)
+            if not np.isfinite(value):  # diverged: keep the last good checkpoint, stop
+                kept = (f"the last good state is {out / 'checkpoint.npz'} (after epoch {epoch})"
+                        if epoch > 0 else "no epoch had finished, so nothing was kept")
+                raise TrainingDiverged(
+                    f"the loss became {float(value)} in epoch {epoch + 1}, step "
+                    f"{start // batch + 1} (learning rate too large?); {kept}")
             params, state = optimizer.update(params, grads, state)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - epoch_start, 3)}
         record["train_loss"], record["train_accuracy"] = network.evaluate(
@@ -401,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, datasets.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)
         return 130

@@ -115,7 +115,7 @@ def test_kaggle_train_csv_has_no_test_split(tmp_path, small_csv):
 @pytest.mark.parametrize("args, message", [
     (["--data", "imagenet"], "unknown data source 'imagenet'"),
     (["--data", "/no/such/dir/train.csv"], "no such file or directory"),
-    (["--lr", "0"], "--lr > 0"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
     (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
