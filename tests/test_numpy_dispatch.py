@@ -443,3 +443,17 @@ def test_a_numpy_logistic_regression_is_differentiated_and_traced():
     np.testing.assert_allclose(value, expected_value, rtol=1e-12)
     np.testing.assert_allclose(g_w, e_w, rtol=1e-12)
     np.testing.assert_allclose(g_b, e_b, rtol=1e-12)
+
+
+def test_numpy_options_tinygraph_does_not_take_are_one_line_errors_naming_them():
+    t = tg.Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    with pytest.raises(TypeError, match=r"^numpy\.sum on Tensors: .* option dtype= \(at "):
+        np.sum(t, dtype=np.float32)
+    with pytest.raises(TypeError, match=r"^numpy\.reshape on Tensors: .* option order="):
+        np.reshape(t, (3,), order="F")
+
+
+def test_numpy_where_with_one_argument_gives_the_indices():
+    t = tg.Tensor(np.array([1.0, -2.0, 3.0]))
+    (indices,) = np.where(t > 0)
+    assert np.array_equal(indices, [0, 2])

@@ -31,6 +31,7 @@ a constant (the graph is cut there), and inside a traced function or a recorded 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -286,12 +287,21 @@ def array_function(self: Tensor, function: Any, types: tuple, args: tuple, kwarg
     _refuse_in_rules(what)
     if function is getattr(np, "astype", None):  # NumPy 2's function form of the method
         return astype(args[0], args[1] if len(args) > 1 else kwargs["dtype"])
+    if function is np.where and len(args) == 1 and not kwargs:  # np.where(c): indices
+        return _on_data(function, what, args, kwargs)
     op = resolve(name, namespace)
     if op is not None:
         _refuse_out(what, kwargs)
         if kwargs.get("dtype", 0) is None:  # NumPy's default, which ops need not accept
             del kwargs["dtype"]
-        return op(*args, **kwargs)
+        try:
+            return op(*args, **kwargs)
+        except TypeError as exc:  # an option of NumPy's that tinygraph's op does not take
+            option = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if option is None:
+                raise
+            raise TypeError(f"numpy.{what} on Tensors: tinygraph does not follow the option "
+                            f"{option.group(1)}= (at {user_site()})") from None
     if namespace == "" and name in VALUE_TESTS:
         return _on_data(function, what, args, kwargs)
     raise no_op_error(what)
