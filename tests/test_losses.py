@@ -249,3 +249,10 @@ def test_ignored_labels_may_be_out_of_range_and_float_ids_work():
     a = tg.softmax_cross_entropy(logits, ids, ignore_index=-100)
     b = tg.softmax_cross_entropy(logits, ids.astype(np.float64), ignore_index=-100)
     assert a == b == tg.softmax_cross_entropy(logits[[0, 2]], ids[[0, 2]])
+
+
+def test_a_loss_over_nothing_is_plus_zero():
+    ignored = tg.softmax_cross_entropy(np.zeros((2, 3)), np.array([-100, -100]), ignore_index=-100)
+    empty = tg.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int), reduction="sum")
+    for value in (ignored, empty):
+        assert value == 0.0 and not np.signbit(value)  # printed "0.0", not "-0.0"

@@ -226,8 +226,8 @@ def _cross_entropy_value(logits: np.ndarray, labels: np.ndarray, log_probs: np.n
             return np.asarray(-np.sum(labels * log_probs, axis=axis), dtype=logits.dtype)
         total = np.sum(labels * log_probs)
     if reduction == "sum":
-        return np.asarray(-total, dtype=logits.dtype)
-    return np.asarray(-total / max(count, 1), dtype=logits.dtype)
+        return np.asarray(0.0 - total, dtype=logits.dtype)  # 0 - x: +0.0 when nothing counts
+    return np.asarray(0.0 - total / max(count, 1), dtype=logits.dtype)  # (+0.0, not -0.0)
 
 
 def _softmax_minus(log_probs: np.ndarray, labels: np.ndarray, axis: int = -1,
