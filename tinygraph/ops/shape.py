@@ -24,38 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops import indexing, joins, reshaping
 from tinygraph.ops.elementwise import cast, not_equal, sub, where
+from tinygraph.ops.indexing import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.indexing import (
     getitem,
-    partition,
-    scatter_add,
-    scatter_add_along_axis,
-    select,
-    sort,
-    take_along_axis,
 )
 from tinygraph.ops.indexing import plain_index as plain_index
+from tinygraph.ops.joins import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.joins import (
-    append,
-    array_split,
-    column_stack,
-    concatenate,
     concatenate_op,
-    dsplit,
-    dstack,
-    hsplit,
-    hstack,
-    pad,
-    repeat,
-    row_stack,
-    split,
-    stack,
-    tile,
-    vsplit,
-    vstack,
 )
 from tinygraph.ops.joins import concatenate_vjp as concatenate_vjp
 from tinygraph.ops.joins import pad_vjp as pad_vjp
+from tinygraph.ops.reshaping import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.reshaping import (
     _along,
     _axes,
@@ -63,74 +45,20 @@ from tinygraph.ops.reshaping import (
     _dtype,
     _error,
     _operand,
-    atleast_1d,
-    atleast_2d,
-    atleast_3d,
     broadcast_to,
-    expand_dims,
-    flatten,
-    flip,
-    fliplr,
-    flipud,
     moveaxis,
-    ravel,
     reshape,
-    roll,
-    rollaxis,
-    rot90,
-    squeeze,
-    swapaxes,
-    transpose,
-    unbroadcast,
 )
 from tinygraph.ops.reshaping import transpose_vjp as transpose_vjp
 from tinygraph.tensor import Tensor
 
+# The family's names: its modules' own lists, then the ops defined here.
 __all__ = [
-    "unbroadcast",
-    "reshape",
-    "transpose",
-    "broadcast_to",
-    "getitem",
-    "scatter_add",
-    "take_along_axis",
-    "scatter_add_along_axis",
-    "concatenate",
-    "stack",
-    "hstack",
-    "vstack",
-    "dstack",
-    "column_stack",
-    "row_stack",
-    "append",
-    "split",
-    "array_split",
-    "hsplit",
-    "vsplit",
-    "dsplit",
-    "squeeze",
-    "expand_dims",
-    "ravel",
-    "flatten",
-    "atleast_1d",
-    "atleast_2d",
-    "atleast_3d",
-    "repeat",
-    "tile",
-    "pad",
-    "flip",
-    "flipud",
-    "fliplr",
-    "rot90",
-    "roll",
-    "swapaxes",
-    "moveaxis",
-    "rollaxis",
+    *reshaping.__all__,
+    *indexing.__all__,
+    *joins.__all__,
     "diff",
     "gradient",
-    "sort",
-    "partition",
-    "select",
     "linspace",
 ]
 
