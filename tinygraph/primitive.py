@@ -222,10 +222,6 @@ class Primitive:
                 return self.forward(*args, **params)
             except (ValueError, TypeError, IndexError) as exc:
                 raise self._input_error(exc, list(args), params) from None
-        if any(isinstance(arg, (list, tuple)) for arg in args):
-            args = _sequences_as_operands(args)
-            if not any(isinstance(arg, Tensor) for arg in args):
-                return self(*args, **params)
         values = []
         grad = False
         for arg in args:
@@ -233,6 +229,8 @@ class Primitive:
                 if arg.requires_grad:
                     grad = True
                 values.append(arg.data)
+            elif isinstance(arg, (list, tuple)):  # rare: convert, then call again
+                return self(*_sequences_as_operands(args), **params)
             else:
                 values.append(arg)
         try:
