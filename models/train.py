@@ -155,11 +155,46 @@ def _channels(text: str) -> list[int]:
     return channels
 
 
+# What a resumed run may change: none of these alters what the finished epochs computed or what
+# the saved optimizer state means. More --epochs extends the run (a cosine schedule is then
+# stretched over the new total from the next step on: the per-epoch "lr" in metrics.json shows
+# it); the others change speed or what is scored, never the parameters.
+RESUMABLE = ("epochs", "trace", "threads", "train_eval")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_changes(args: argparse.Namespace, given: set[str], saved: dict[str, Any]) -> None:
+    """A resumed run keeps its settings: a flag that would change one it cannot honour (the
+    learning rate, the optimizer, the network, the data...) is refused, naming each, instead of
+    continuing a run whose metrics.json would then describe epochs that never ran that way."""
+    defaults = asdict(Config())
+    changed = []
+    if args.preset is not None and args.preset != saved.get("preset", defaults["preset"]):
+        changed.append(f"--preset {args.preset} (was {saved.get('preset')})")
+    for name in sorted(given - set(RESUMABLE)):
+        old, new = saved.get(name, defaults[name]), getattr(args, name)
+        if new != old:
+            changed.append(f"{_flag(name)} {_show(new)} (was {_show(old)})")
+    if changed:
+        raise UsageError(f"--resume {args.resume}: a resumed run keeps the settings it was "
+                         f"trained with, and cannot continue with {', '.join(changed)}; drop "
+                         f"{'this flag' if len(changed) == 1 else 'these flags'}, or start a "
+                         f"new run (only {', '.join(map(_flag, RESUMABLE))} may change)")
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def build_config(args: argparse.Namespace, given: set[str],
                  saved: dict[str, Any] | None = None) -> Config:
     """Defaults, then the preset (or the resumed run's settings), then the flags given."""
     values = asdict(Config())
     if saved is not None:
+        _refuse_changes(args, given, saved)
         values.update(saved)
     arch = getattr(args, "arch", None)
     if arch is not None and arch not in network.ARCHITECTURES:
@@ -167,7 +202,7 @@ def build_config(args: argparse.Namespace, given: set[str],
                          f"{' or '.join(network.ARCHITECTURES)}")
     preset = args.preset or (DEFAULT_PRESET[arch] if arch and saved is None
                              else values["preset"])
-    if saved is None or (args.preset and args.preset != saved.get("preset")):
+    if saved is None:  # (a resumed run's preset cannot change: _refuse_changes)
         values.update(PRESETS[preset])
     values["preset"] = preset
     for name in given:
@@ -176,8 +211,6 @@ def build_config(args: argparse.Namespace, given: set[str],
     _check_numbers(config)
     if not 0 <= config.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
-    if config.threads < 0 or config.train_eval < 0:
-        raise UsageError("--threads and --train-eval must be >= 0")
     return config
 
 
@@ -191,7 +224,8 @@ def _check_numbers(config: Config) -> None:
         if not math.isfinite(value) or value < low or (strict and value == low):
             bound = f"> {low:g}" if strict else f">= {low:g}"
             raise UsageError(f"{flag} must be a finite number {bound}, got {value}")
-    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size)):
+    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size),
+                        ("--threads", config.threads), ("--train-eval", config.train_eval)):
         if value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
 
@@ -221,6 +255,12 @@ def prepare_data(config: Config) -> Prepared:
     if config.val_fraction > 0:
         split = datasets.train_val_split(images, labels, config.val_fraction, seed=config.seed)
         images, labels = split.train_images, split.train_labels
+        if len(split.val_images) == 0 or len(images) == 0:
+            total = len(dataset.train_labels)
+            empty = "validation" if len(images) else "training"
+            raise UsageError(f"--val-fraction {config.val_fraction} of {total} images leaves no "
+                             f"{empty} image: use 0 (no validation) or a fraction from "
+                             f"{0.5 / total:.2g} to {1 - 0.5 / total:.6g}")
         x_val, y_val = datasets.to_features(split.val_images, dtype), split.val_labels
     x_test = y_test = None
     if dataset.test_images is not None:
@@ -230,11 +270,16 @@ def prepare_data(config: Config) -> Prepared:
                     dataset.classes)
 
 
-def make_optimizer(config: Config, steps_per_epoch: int) -> optim.Optimizer:
+def make_schedule(config: Config, steps_per_epoch: int) -> optim.Schedule:
+    """The learning rate of each step (0-based) of the whole run."""
     total = max(config.epochs * steps_per_epoch, 1)
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
-    schedule = (optim.cosine(config.lr, total_steps=total, warmup_steps=warmup)
-                if config.schedule == "cosine" else optim.constant(config.lr))
+    return (optim.cosine(config.lr, total_steps=total, warmup_steps=warmup)
+            if config.schedule == "cosine" else optim.constant(config.lr))
+
+
+def make_optimizer(config: Config, steps_per_epoch: int) -> optim.Optimizer:
+    schedule = make_schedule(config, steps_per_epoch)
     # The old state is never reused, so the moment buffers may be updated in place.
     return optim.get_optimizer(config.optimizer, lr=schedule, weight_decay=config.weight_decay,
                                weight_decay_mask=lambda path, p: p.ndim > 1, inplace_state=True)
@@ -281,11 +326,12 @@ def ensure_writable(directory: Path) -> None:
 
 
 def save_checkpoint(path: Path, config: Config, params: dict, state: dict, epoch: int,
-                    history: list[dict], optimizer: optim.Optimizer) -> None:
+                    history: list[dict], optimizer: optim.Optimizer,
+                    resumes: list[dict] | None = None) -> None:
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_to_arrays(state).items()})
     arrays["meta"] = np.array(json.dumps({"config": asdict(config), "epoch": epoch,
-                                          "history": history}))
+                                          "history": history, "resumes": resumes or []}))
     with datasets.atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -322,9 +368,11 @@ def train(config: Config, out: Path, *, progress: bool = True,
     batch = count if config.batch_size == 0 else min(config.batch_size, count)
     steps_per_epoch = math.ceil(count / batch)
     optimizer = make_optimizer(config, steps_per_epoch)
+    schedule = make_schedule(config, steps_per_epoch)
     params = init_network(config, data.x_train.shape[1], len(data.classes))
     state = optimizer.init(params)
     history: list[dict] = []
+    resumes: list[dict] = []
     first_epoch = 0
     if resume is not None:
         meta, saved_params, opt_arrays = resume
@@ -336,6 +384,12 @@ def train(config: Config, out: Path, *, progress: bool = True,
         params = {k: saved_params[k].astype(dtype) for k in params}
         state = optimizer.state_from_arrays(opt_arrays, params)
         first_epoch, history = meta["epoch"], meta["history"]
+        # What ran: each resume, the epoch it continued from and the settings it changed.
+        was = {**asdict(Config()), **meta["config"]}
+        resumes = [*meta.get("resumes", []), {
+            "after_epoch": first_epoch,
+            "changed": {k: {"was": was[k], "now": v} for k, v in asdict(config).items()
+                        if was[k] != v}}]
 
     loss_and_grad = tg.value_and_grad(network.loss)
     if config.trace:  # the same numbers as eager mode (tests/test_trace.py), replayed
@@ -363,7 +417,8 @@ def train(config: Config, out: Path, *, progress: bool = True,
                     f"the loss became {float(value)} in epoch {epoch + 1}, step "
                     f"{start // batch + 1} (learning rate too large?); {kept}")
             params, state = optimizer.update(params, grads, state)
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - epoch_start, 3)}
+        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - epoch_start, 3),
+                  "lr": schedule((epoch + 1) * steps_per_epoch - 1)}  # the epoch's last step
         record["train_loss"], record["train_accuracy"] = network.evaluate(
             params, x_scored, y_scored, config.activation)
         record["val_loss"] = record["val_accuracy"] = None
@@ -372,7 +427,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
                 params, data.x_val, data.y_val, config.activation)
         history.append(record)
         save_checkpoint(out / "checkpoint.npz", config, params, state, epoch + 1, history,
-                        optimizer)
+                        optimizer, resumes)
         bar.update(1)
         bar.set_postfix(train_loss=f"{record['train_loss']:.4f}",
                         train_acc=f"{record['train_accuracy']:.4f}",
@@ -394,6 +449,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
         "network": network.describe(params),
         "layer_sizes": list(network.layer_sizes(params)) if config.arch == "mlp" else None,
         "epochs": history,
+        "resumes": resumes,
         "test_accuracy": test_accuracy,
         "wall_seconds": round(time.perf_counter() - started, 3),
         "tinygraph_version": tg.__version__,
@@ -413,12 +469,27 @@ def _progress(done: int, total: int, enabled: bool) -> Any:
                 dynamic_ncols=True, file=sys.stderr)
 
 
+def _kept(out: Path | None) -> str:
+    """What an interrupted or failed run leaves behind, and how to go on."""
+    if out is None:
+        return "nothing was written"
+    checkpoint = out / "checkpoint.npz"
+    if checkpoint.is_file():
+        try:
+            epoch = load_checkpoint(out)[0]["epoch"]
+        except UsageError:
+            return f"{checkpoint} is damaged: start a new run"
+        return f"continue the run after epoch {epoch} with --resume {out}"
+    return f"no epoch had finished, so nothing was saved in {out}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, given = parse_args(argv)
     if problem := missing_extra():
         print(problem, file=sys.stderr)
         return 2
     tg.keep_freed_memory()  # reuse freed per-step arrays instead of faulting pages in anew
+    out: Path | None = None
     try:
         resume = None
         if args.resume is not None:
@@ -440,8 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, folder made read-only mid-run: one line, what was kept
+        where = exc.filename or out
+        print(f"error: cannot write {where}: {exc.strerror or exc}; {_kept(out)}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume", file=sys.stderr)
+        print(f"interrupted: {_kept(out)}", file=sys.stderr)
         return 130
     last = metrics["epochs"][-1] if metrics["epochs"] else {}
     summary = [f"preset {config.preset} ({config.arch}) on {config.data}: "

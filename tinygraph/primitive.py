@@ -76,7 +76,7 @@ class Primitive:
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
                  "explain", "arity", "param_names", "input_names", "module", "differentiable",
-                 "rule_on_arrays_only", "_opaque", "__wrapped__", "__dict__")
+                 "rule_on_arrays_only", "_opaque", "onnx_rule", "__wrapped__", "__dict__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,
@@ -105,6 +105,9 @@ class Primitive:
         # True for the opaque stand-ins of rules that run on arrays only (see graph_cotangents)
         self.rule_on_arrays_only = False
         self._opaque: dict[int, Primitive] = {}
+        # Optional ONNX mapping set by ``defonnx`` (see tinygraph.onnx_export); None: the
+        # exporter's own table decides.
+        self.onnx_rule: Callable[..., Any] | None = None
 
     def defvjp(self, *rules: Rule | None) -> Rule | None:
         """Set the backward rule: one function for all inputs, or one function per input.
@@ -119,6 +122,12 @@ class Primitive:
             self.joint_rule, self.input_rules = None, tuple(rules)
         self._opaque = {}
         return rules[0]
+
+    def defonnx(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Set how ``tg.export_onnx`` writes this op as ONNX nodes (see
+        ``tinygraph.onnx_export``); returns ``rule``, so it works as a decorator."""
+        self.onnx_rule = rule
+        return rule
 
     @property
     def has_rule(self) -> bool:
