@@ -91,7 +91,8 @@ class UsageError(Exception):
     """A bad setting, path or checkpoint: reported as one line and exit status 2."""
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the README's list of flags is checked against it by a test)."""
     parser = argparse.ArgumentParser(
         prog="python -m models.train",
         description="Train the paper's 784-64-10 network (or a LeNet-style CNN) with tinygraph.")
@@ -131,7 +132,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run whose checkpoint.npz is in DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    args = build_parser().parse_args(argv)
     given = {f.name for f in fields(Config) if getattr(args, f.name, None) is not None}
     return args, given
 
