@@ -457,3 +457,24 @@ def test_numpy_where_with_one_argument_gives_the_indices():
     t = tg.Tensor(np.array([1.0, -2.0, 3.0]))
     (indices,) = np.where(t > 0)
     assert np.array_equal(indices, [0, 2])
+
+
+def test_saving_and_printing_a_tensor_use_its_data(tmp_path):
+    """np.save(path, W) is how weights are stored: it writes the data (it used to be refused
+    as 'not differentiable'); inside tg.trace it is refused, as replay would not run it."""
+    W = tg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    np.save(tmp_path / "w.npy", W)
+    np.savez(tmp_path / "w.npz", W=W)
+    np.savetxt(tmp_path / "w.txt", W)
+    assert np.array_equal(np.load(tmp_path / "w.npy"), W.data)
+    with np.load(tmp_path / "w.npz") as npz:
+        assert np.array_equal(npz["W"], W.data)
+    assert np.array_equal(np.loadtxt(tmp_path / "w.txt"), W.data)
+    assert np.array2string(W) == np.array2string(W.data)
+
+    def saves(x):
+        np.save(tmp_path / "x.npy", x)
+        return x * 2
+
+    with pytest.raises(tg.TraceError, match="numpy.save on a Tensor"):
+        tg.trace(saves)(np.ones(2))

@@ -104,6 +104,11 @@ VALUE_TESTS = frozenset({
     "count_nonzero", "searchsorted", "digitize",
 })
 
+# Writing and printing: the values leave the program, so the data is what they take (refused
+# inside tg.trace, whose replay would not run them).
+OUTPUTS = frozenset({"save", "savez", "savez_compressed", "savetxt", "array2string",
+                     "array_repr", "array_str"})
+
 
 def _is_op(candidate: Any) -> bool:
     if isinstance(candidate, Primitive):
@@ -302,7 +307,7 @@ def array_function(self: Tensor, function: Any, types: tuple, args: tuple, kwarg
                 raise
             raise TypeError(f"numpy.{what} on Tensors: tinygraph does not follow the option "
                             f"{option.group(1)}= (at {user_site()})") from None
-    if namespace == "" and name in VALUE_TESTS:
+    if namespace == "" and (name in VALUE_TESTS or name in OUTPUTS):
         return _on_data(function, what, args, kwargs)
     raise no_op_error(what)
 

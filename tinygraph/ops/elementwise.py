@@ -207,7 +207,9 @@ def _clip_explain(a, a_min, a_max) -> str | None:
 def clip(a, a_min, a_max):
     """min(max(a, a_min), a_max), broadcasting; one bound may be None (NumPy's clip).
 
-    The bounds are inputs like a (arrays or numbers), so they may be differentiated too.
+    The bounds are inputs like a (arrays or numbers), so they may be differentiated too. Where
+    a equals a bound, the derivative goes to the bound (d/da is 1 strictly inside, 0 on and
+    outside the bounds; PyTorch's clamp gives a the 1 on the bound instead).
     """
     return np.clip(a, a_min, a_max)
 
