@@ -44,3 +44,24 @@ def test_a_compiled_step_under_detect_anomaly_checks_every_value_and_names_the_l
 def test_sites_are_not_recorded_outside_anomaly_mode_and_tracing():
     y = tg.Tensor(np.ones(2), requires_grad=True) * 2
     assert getattr(y, "_site", None) is None  # no cost on the ordinary path
+
+
+def _sqrt_step(t):
+    return tg.sum(tg.sqrt(t))  # SQRT-HERE: its rule divides by 2 sqrt(t), inf at 0
+
+
+@pytest.mark.parametrize("first_call_clean", [True, False])
+def test_an_anomaly_in_a_rules_own_op_names_the_rule_and_the_users_line(first_call_clean):
+    """A traced step's backward pass is ops made by rules (sqrt's rule is a div): the report
+    names the rule's op and the line that made it, whether the NaN/inf appears while the step is
+    first recorded or when a compiled step is replayed."""
+    step = tg.trace(tg.value_and_grad(_sqrt_step))
+    if first_call_clean:
+        step(np.array([1.0, 2.0]))
+    with tg.detect_anomaly(), np.errstate(divide="ignore"), \
+            pytest.raises(FloatingPointError) as info:
+        step(np.array([0.0, 2.0]))
+    message = str(info.value)
+    where = "(in its div, compiled step)" if first_call_clean else "(in its div)"
+    assert f"inf first appeared in the backward rule of sqrt {where}" in message
+    assert f"the op was made at {__file__}:{_line_of('SQRT-HERE')}" in message

@@ -176,7 +176,8 @@ class Primitive:
         state = current()
         previous = state.rule_op, state.rule_site
         # nodes the rule makes are reported, under detect_anomaly, at the line that made ``out``
-        state.rule_op, state.rule_site = self.name, getattr(out, "_site", None)
+        state.rule_op, state.rule_site = self.name, RuleSite(self.name, getattr(out, "_site",
+                                                                                 None))
         try:
             results = self.cotangents(grad_out, out, inputs, params, needed)
             for result, need in zip(results, needed):
@@ -265,7 +266,8 @@ class Primitive:
             if result._prim is not None:
                 result._site = state.rule_site or user_site()
             if state.anomaly:
-                check_finite(self, out, values, "forward")
+                check_finite(self, out, values, "forward", site=result._site
+                             if isinstance(result._site, RuleSite) else None)
         return result
 
     def _arguments(self, args: tuple, params: dict) -> tuple:
@@ -327,6 +329,18 @@ def _any_recorded(args: tuple) -> bool:
     return any(isinstance(arg, Tensor) and arg._prim is not None for arg in args)
 
 
+class RuleSite(str):
+    """Where an op made by a recorded backward rule comes from: the rule's op and the user's
+    line that made that op (a str of the line, so it reads as any other site)."""
+
+    rule_op: str
+
+    def __new__(cls, rule_op: str, site: str | None) -> RuleSite:
+        made = super().__new__(cls, site or "")
+        made.rule_op = rule_op
+        return made
+
+
 def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
                  node_name: str | None = None, site: str | None = None) -> None:
     """Under ``detect_anomaly``: raise FloatingPointError if ``value`` holds NaN or inf.
@@ -346,8 +360,12 @@ def check_finite(prim: Primitive, value: Any, inputs: list, where: str,
     )
     origin = " (its inputs already held NaN/inf)" if bad_inputs else ""
     made = f"; the op was made at {site}" if site else ""
+    what = f"{where} of {prim.name}"
+    if isinstance(site, RuleSite):  # a value a recorded backward rule made: name that rule
+        what = f"backward rule of {site.rule_op} (in its {prim.name}"
+        what += ", compiled step)" if "compiled" in where else ")"
     raise FloatingPointError(
-        f"detect_anomaly: {kind} first appeared in the {where} of {prim.name}{node}{origin}, "
+        f"detect_anomaly: {kind} first appeared in the {what}{node}{origin}, "
         f"output shape {array.shape} (at {user_site()}{made})"
     )
 
