@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
+import tinygraph.numpy as tinygraph_numpy
 
 
 def test_an_in_place_update_under_no_grad_keeps_the_same_leaf():
@@ -100,3 +101,17 @@ def test_a_graph_recorded_before_an_in_place_update_refuses_to_be_differentiated
     w.grad = None
     tg.sum(w * w).backward()  # recorded after the update: fine
     assert np.array_equal(w.grad, [2.0, 4.0])
+
+
+def test_a_tensor_built_from_a_list_of_graph_tensors_is_refused_not_cut_off():
+    """Tensor([t0, t1]) used to make a new leaf, silently cutting the gradient to t0 and t1."""
+    W = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(TypeError, match=r"tg.stack\(\[\.\.\.\]\)"):
+        tg.Tensor([W[0], [W[1]]][:1])
+    with pytest.raises(TypeError, match="would cut off"):
+        tg.Tensor([[W[0] * 2, 1.0]])
+    kept = tinygraph_numpy.array([W[0] * 2, W[1]])  # what the message advises keeps the graph
+    tg.sum(kept).backward()
+    assert np.array_equal(W.grad, [2.0, 1.0])
+    constants = tg.Tensor([W[0].detach(), tg.Tensor(3.0), 4.0])  # constants are fine
+    assert np.array_equal(constants.data, [1.0, 3.0, 4.0]) and not constants.requires_grad

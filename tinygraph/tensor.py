@@ -73,6 +73,11 @@ class Tensor:
     _retain: bool
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
+        if isinstance(data, (list, tuple)) and _holds_graph(data):
+            raise TypeError("tinygraph.Tensor: the list holds Tensors that require grad or have "
+                            "a graph, which a new leaf would cut off; stack them with "
+                            "tg.stack([...]) or tinygraph.numpy.array([...]) to keep the graph "
+                            "(or pass t.detach() to mean constants)")
         array = data.data if isinstance(data, Tensor) else np.asarray(data)
         if array.dtype == np.bool_:  # a mask, as comparisons make: indexes by truth, no gradient
             if requires_grad:
@@ -249,3 +254,10 @@ class Tensor:
     # Tensors with no derivative. Hashing stays by identity (as PyTorch's), so Tensors remain
     # usable as dict keys; code that needs identity uses ``is``, never ``==``.
     __hash__ = object.__hash__
+
+
+def _holds_graph(items: list | tuple) -> bool:
+    """Whether a (nested) list holds a Tensor that requires grad or was made by an op."""
+    return any(_holds_graph(item) if isinstance(item, (list, tuple)) else
+               isinstance(item, Tensor) and (item.requires_grad or item._prim is not None)
+               for item in items)
