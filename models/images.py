@@ -26,6 +26,8 @@ __all__ = [
     "image_files",
     "load_digit_image",
     "load_digit_images",
+    "printable",
+    "read_digit_images",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -58,8 +60,24 @@ def _composite_alpha(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(canvas, rgba).convert("RGB")
 
 
+def printable(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that fits on one line of a message or a UTF-8 file: control characters
+    (a newline in a file name) escaped as ``\\n``, bytes that are not UTF-8 as ``\\xNN``."""
+    text = os.fspath(path)
+    if text.isprintable():
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:  # undecodable bytes of the name (surrogate escapes)
+            pass
+    raw = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in raw)
+
+
 def _open_grey(path: Path) -> np.ndarray:
     """Decode ``path`` to a float greyscale array (0..255); DataError if it is not an image."""
+    shown = printable(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's palette-transparency warnings
@@ -73,16 +91,16 @@ def _open_grey(path: Path) -> np.ndarray:
                     image = _composite_alpha(image)
                 grey = np.asarray(image.convert("L"), dtype=np.float64)
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataError(f"{shown}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not an image") from None
+        raise DataError(f"{shown}: is a directory, not an image") from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file Pillow can read") from None
+        raise DataError(f"{shown}: not an image file Pillow can read") from None
     except Image.DecompressionBombError:
-        raise DataError(f"{path}: image is too large to decode safely") from None
+        raise DataError(f"{shown}: image is too large to decode safely") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: cannot decode image ({detail})") from None
+        raise DataError(f"{shown}: cannot decode image ({detail})") from None
     return grey
 
 
@@ -155,7 +173,7 @@ def load_digit_image(path: str | os.PathLike[str]) -> np.ndarray:
     non-image file, or a blank picture, raises :class:`DataError` naming the file.
     """
     path = Path(path)
-    return digit_from_array(_open_grey(path), source=os.fspath(path))
+    return digit_from_array(_open_grey(path), source=printable(path))
 
 
 def image_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -190,3 +208,28 @@ def load_digit_images(
         if not paths:
             raise DataError("load_digit_images: no image paths given")
     return np.stack([load_digit_image(p) for p in paths])
+
+
+def read_digit_images(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[np.ndarray, list[str | None]]:
+    """Load each picture on its own, so that one bad file does not stop the others.
+
+    Returns ``(images, problems)``: ``problems`` has one entry per path, in order -- None when
+    the picture was read, else the one-line reason it could not be (not an image, truncated,
+    blank, ...; without the file name) -- and ``images`` is ``uint8`` ``(K, 28, 28)``, the
+    pictures that were read, in the same order (K is the number of None entries).
+    """
+    loaded: list[np.ndarray] = []
+    problems: list[str | None] = []
+    for path in paths:
+        try:
+            loaded.append(load_digit_image(path))
+        except DataError as exc:
+            message = str(exc)
+            prefix = f"{printable(path)}: "
+            problems.append(message[len(prefix):] if message.startswith(prefix) else message)
+        else:
+            problems.append(None)
+    images = np.stack(loaded) if loaded else np.zeros((0, SIZE, SIZE), dtype=np.uint8)
+    return images, problems

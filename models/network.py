@@ -11,6 +11,7 @@ The functions here serve both architectures, told apart by the parameters' names
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -23,26 +24,110 @@ ARCHITECTURES = ("mlp", "cnn")
 EVAL_BATCH = {"mlp": 10_000, "cnn": 1_000}  # a CNN batch's windows take 25x its pixels
 
 
+_MLP_KEY = re.compile(r"([Wb])([1-9][0-9]*)")
+_CNN_KEY = re.compile(r"conv[0-9]+_[wb]|fc[0-9]+_[wb]")
+_FLOATS = {np.dtype(t) for t in ("float16", "float32", "float64")}  # what tinygraph computes in
+
+
 def architecture(params: dict[str, Any]) -> str:
-    """``"mlp"`` (W1, b1, ...) or ``"cnn"`` (conv1_w, ...), checked against the shapes; a
-    ValueError of one line for anything else."""
+    """``"mlp"`` (W1, b1, ...) or ``"cnn"`` (conv1_w, ...), checked array by array; a ValueError
+    of one line naming the array for anything else.
+
+    Checked: the names (none missing, none foreign), each array's number of dimensions and
+    shape against its neighbours (an MLP's ``W{i}`` is (inputs, outputs), ``b{i}`` (outputs,),
+    each layer reading what the one before gives; the CNN's as :func:`models.cnn.layout` checks
+    them), no empty dimension, and a floating-point dtype (float16, float32 or float64). The
+    values themselves are not read: see :func:`check_finite`.
+    """
     keys = set(params)
-    if any(key.startswith("conv") for key in keys):
-        cnn.layout(params)  # raises on a damaged layout
-        return "cnn"
-    count = sum(1 for key in keys if key.startswith("W"))
+    if any(_CNN_KEY.fullmatch(key) for key in keys):
+        cnn.layout(params)  # raises, naming the arrays, on a damaged layout
+        kind = "cnn"
+    elif any(_MLP_KEY.fullmatch(key) for key in keys):
+        _check_mlp(params)
+        kind = "mlp"
+    else:
+        if any(key.startswith("param/") for key in keys):
+            raise ValueError("this is a training checkpoint (param/..., opt/...), not a "
+                             "params.npz: use the params.npz of the same run folder")
+        names = ", ".join(sorted(keys)[:8]) + (", ..." if len(keys) > 8 else "")
+        raise ValueError(f"unknown network layout ({names or 'no arrays'}): expected the MLP's "
+                         "W1, b1, W2, b2, ... or the CNN's conv1_w, conv1_b, conv2_w, ..., "
+                         "fc1_w, ...")
+    for key in sorted(keys, key=_natural):
+        value = params[key]
+        shape = tuple(np.shape(value))
+        if 0 in shape:
+            raise ValueError(f"{key} has shape {shape}: a layer without units or inputs")
+        dtype = getattr(value, "dtype", None)
+        dtype = np.asarray(value).dtype if dtype is None else np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise ValueError(f"{key} holds {dtype.name} values: weights must be float16, float32 "
+                             "or float64")
+    return kind
+
+
+def _natural(key: str) -> tuple[str, int, bool, str]:
+    """Sort key for messages: W1, b1, W2, ..., W10 (not W1, W10, W2), conv1_w before conv2_w."""
+    match = re.fullmatch(r"([A-Za-z_]*?)([0-9]+)(.*)", key)
+    if match is None:
+        return (key, -1, False, "")
+    prefix = match.group(1).lower()
+    return ("" if prefix in ("w", "b") else prefix, int(match.group(2)), prefix == "b",
+            match.group(3))
+
+
+def _check_mlp(params: dict[str, Any]) -> None:
+    """The MLP's names and shapes, one ValueError naming the first array that is wrong."""
+    keys = set(params)
+    count = max(int(m.group(2)) for key in keys if (m := _MLP_KEY.fullmatch(key)))
     expected = {f"{p}{i}" for i in range(1, count + 1) for p in "Wb"}
-    if count and keys == expected:
-        shapes = [np.shape(params[f"W{i}"]) for i in range(1, count + 1)]
-        chained = all(len(s) == 2 for s in shapes) and all(
-            a[1] == b[0] for a, b in zip(shapes, shapes[1:])) and all(
-            np.shape(params[f"b{i}"]) == (s[1],) for i, s in enumerate(shapes, start=1))
-        if chained:
-            return "mlp"
-        raise ValueError(f"the MLP's weights do not chain: {[tuple(s) for s in shapes]}")
-    names = ", ".join(sorted(keys)[:8]) + (", ..." if len(keys) > 8 else "")
-    raise ValueError(f"unknown network layout ({names or 'no arrays'}): expected the MLP's "
-                     "W1, b1, W2, b2, ... or the CNN's conv1_w, conv1_b, conv2_w, ..., fc1_w, ...")
+    missing = sorted(expected - keys, key=_natural)
+    extra = sorted(keys - expected, key=_natural)
+    if missing or extra:
+        names = (", ".join(sorted(expected, key=_natural)) if count <= 3
+                 else f"W1, b1, ..., W{count}, b{count}")
+        problems = [f"{word} {', '.join(found)}" for word, found in
+                    (("missing", missing), ("unexpected", extra)) if found]
+        layers = f"{count} layer{'s' if count > 1 else ''}"
+        raise ValueError(f"{'; '.join(problems)} (an MLP of {layers} has {names})")
+    previous: tuple[int, ...] | None = None
+    for i in range(1, count + 1):
+        w, b = tuple(np.shape(params[f"W{i}"])), tuple(np.shape(params[f"b{i}"]))
+        if len(w) != 2:
+            raise ValueError(f"W{i} has shape {w}: expected a 2-D matrix (inputs, outputs)")
+        if previous is not None and w[0] != previous[1]:
+            raise ValueError(f"the MLP's weights do not chain: W{i} has shape {w}, but W{i - 1} "
+                             f"{previous} gives it {previous[1]} inputs")
+        if b != (w[1],):
+            raise ValueError(f"b{i} has shape {b}: expected ({w[1]},), one bias per output of "
+                             f"W{i} {w}")
+        previous = w
+
+
+def check_finite(params: dict[str, Any]) -> None:
+    """A ValueError of one line naming the first array holding NaN or infinite values.
+
+    Such weights come from a training run that diverged; the network would score every image
+    NaN and ``argmax`` would call them all 0.
+    """
+    for key in sorted(params, key=_natural):
+        values = np.asarray(params[key])
+        bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+        if bad:
+            nan = int(np.count_nonzero(np.isnan(values)))
+            what = " and ".join(part for part in (f"{nan} NaN" if nan else "",
+                                                  f"{bad - nan} infinite" if bad - nan else "")
+                                if part)
+            raise ValueError(f"{key} holds {what} values (of {values.size}): the training run "
+                             "that wrote them diverged; retrain it (e.g. with a smaller --lr)")
+
+
+def output_size(params: dict[str, Any]) -> int:
+    """Scores per input row (classes) the network gives."""
+    if architecture(params) == "cnn":
+        return int(cnn.layout(params)[1][-1])
+    return int(layer_sizes(params)[-1])
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -95,14 +180,23 @@ def loss(params: dict[str, Any], x: Any, labels: Any, activation: str = "sigmoid
         return tg.softmax_cross_entropy(scores, labels)
 
 
+def scores(params: dict[str, Any], x: np.ndarray, activation: str = "sigmoid",
+           batch_size: int | None = None) -> np.ndarray:
+    """The output scores (N, classes) for the rows of ``x``, in batches (plain NumPy: no graph
+    is recorded)."""
+    batch_size = batch_size or EVAL_BATCH[architecture(params)]
+    if not len(x):
+        return np.zeros((0, output_size(params)), dtype=dtype_of(params))
+    return np.concatenate([np.asarray(logits(params, x[i:i + batch_size], activation))
+                           for i in range(0, len(x), batch_size)])
+
+
 def predict(params: dict[str, Any], x: np.ndarray, activation: str = "sigmoid",
             batch_size: int | None = None) -> np.ndarray:
     """Class ids for the rows of ``x`` (plain NumPy: no graph is recorded)."""
-    batch_size = batch_size or EVAL_BATCH[architecture(params)]
-    return np.concatenate([
-        np.argmax(np.asarray(logits(params, x[i:i + batch_size], activation)), axis=1)
-        for i in range(0, len(x), batch_size)
-    ]) if len(x) else np.zeros(0, dtype=np.int64)
+    if not len(x):
+        return np.zeros(0, dtype=np.int64)
+    return np.argmax(scores(params, x, activation, batch_size), axis=1)
 
 
 def evaluate(params: dict[str, Any], x: np.ndarray, labels: np.ndarray,

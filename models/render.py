@@ -4,6 +4,13 @@
 The network is built as a tinygraph expression on a small batch of the embedded sample, with one
 scope per layer, differentiated, and drawn with its gradients (or collapsed to one box per layer,
 or as the reverse pass).
+
+Every expected failure is one line ``error: ...`` on stderr and exit status 2: a ``--batch``
+outside 1 .. the sample's 1,000 test images, an ``--out`` that is a directory or has a suffix
+other than .svg/.png/.pdf (without ``--format``), an ``--arch`` that contradicts ``--params``, a
+parameter file ``models.predict.load_params`` refuses (another architecture, damaged arrays,
+NaN weights), and a failure to write the picture or its ``.dot`` source (disk full, a read-only
+folder).
 """
 
 from __future__ import annotations
@@ -42,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.render", description=__doc__)
     parser.add_argument("--params", type=Path, help="params.npz from models.train "
                         "(default: a freshly initialised network of --arch)")
-    parser.add_argument("--arch", choices=network.ARCHITECTURES, default="mlp",
-                        help="the network drawn without --params: mlp (784-64-10 sigmoid) or "
-                             "cnn (the LeNet-style network, relu)")
+    parser.add_argument("--arch", choices=network.ARCHITECTURES,
+                        help="the network drawn without --params: mlp (784-64-10 sigmoid, the "
+                             "default) or cnn (the LeNet-style network, relu); with --params, "
+                             "what the file must hold")
     parser.add_argument("--out", type=Path, default=Path("graph.svg"))
     parser.add_argument("--format", choices=["svg", "png", "pdf"])
     parser.add_argument("--batch", type=int, default=32, help="examples in the drawn batch")
@@ -54,24 +62,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := missing_extra():
         print(problem, file=sys.stderr)
         return 2
+    if args.batch < 1:
+        print(f"error: --batch must be at least 1 (images in the drawn batch), got {args.batch}",
+              file=sys.stderr)
+        return 2
+    if args.out.is_dir():
+        print(f"error: --out {args.out}: is a directory; give a file name such as "
+              f"{args.out / 'graph.svg'}", file=sys.stderr)
+        return 2
     fmt = args.format or (args.out.suffix.lstrip(".").lower() or "svg")
     if fmt not in ("svg", "png", "pdf"):
         print(f"error: cannot draw {args.out}: use a .svg, .png or .pdf name, or --format",
               file=sys.stderr)
         return 2
+
     def draw_network() -> Path:
+        sample = datasets.load("sample")
+        available = len(sample.test_images)
+        if args.batch > available:
+            raise datasets.DataError(f"--batch {args.batch}: the embedded sample has {available} "
+                                     f"test images; use --batch 1 .. {available}")
         if args.params is not None:
             from models.predict import load_params
 
             params, config = load_params(args.params)
-            activation = config.get("activation", "sigmoid")
-            threads = config.get("threads", 0)
+            kind = network.architecture(params)
+            if args.arch is not None and args.arch != kind:
+                raise datasets.DataError(f"--arch {args.arch}, but {args.params} holds the "
+                                         f"{kind}'s parameters; drop --arch or give the "
+                                         f"{args.arch}'s params.npz")
+            activation = config["activation"]
+            threads = config["threads"]
         elif args.arch == "cnn":
             params, activation, threads = cnn.init_params(), "relu", cnn.BLAS_THREADS
         else:
             params, activation = init_params((784, 64, 10), method="xavier"), "sigmoid"
             threads = 0
-        sample = datasets.load("sample")
         images = datasets.to_features(sample.test_images[:args.batch], network.dtype_of(params))
         with blas_threads(threads):
             return draw(params, images, sample.test_labels[:args.batch], args.out, activation,

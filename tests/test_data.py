@@ -505,7 +505,8 @@ def test_load_sample_without_network_or_shared(monkeypatch: pytest.MonkeyPatch) 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("load('sample') must not use the network")
 
-    monkeypatch.setattr(remote.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(remote, "_open_url", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     ds = data.load("sample")
     assert ds.name == "sample"
     assert ds.train_images.shape == (10_000, 28, 28) and ds.train_images.dtype == np.uint8
@@ -525,6 +526,11 @@ def test_sample_file_size() -> None:
 def test_fashion_mnist_from_system_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system = make_idx_dir(tmp_path / "fashion", gz=True)
     monkeypatch.setattr(sources, "FASHION_MNIST_SYSTEM_DIR", system)
+    digests = {stem: data.content_sha256(system / (stem + ".gz")) for stem in data.IDX_FILES}
+    source = data.RemoteSource(
+        "fashion-mnist", (), digests, classes=data.REMOTE_SOURCES["fashion-mnist"].classes
+    )
+    monkeypatch.setitem(data.REMOTE_SOURCES, "fashion-mnist", source)
     ds = data.load("fashion-mnist", download=False, cache_dir=tmp_path / "cache")
     assert ds.name == "fashion-mnist"
     assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"

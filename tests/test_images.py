@@ -169,3 +169,33 @@ def test_load_digit_images_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(DataError, match=r"bad\.png"):
         images.load_digit_images(tmp_path)
+
+
+def test_read_digit_images_reads_each_picture_on_its_own(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    draw_ring((90, 90)).save(good)
+    junk = tmp_path / "junk.png"
+    junk.write_text("not a picture")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (50, 50), 255).save(blank)
+    pictures, problems = images.read_digit_images([junk, good, blank, tmp_path / "gone.png"])
+    assert problems == [
+        "not an image file Pillow can read",
+        None,
+        "no digit found (the image is blank or has no contrast)",
+        "no such file",
+    ]
+    assert pictures.shape == (1, 28, 28) and pictures.dtype == np.uint8
+    np.testing.assert_array_equal(pictures[0], images.load_digit_image(good))
+    nothing, problems = images.read_digit_images([junk])
+    assert nothing.shape == (0, 28, 28) and problems == ["not an image file Pillow can read"]
+
+
+def test_messages_name_files_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "two\nlines.png"
+    path.write_text("not a picture")
+    with pytest.raises(DataError) as exc:
+        images.load_digit_image(path)
+    assert "\n" not in str(exc.value) and "two\\nlines.png: not an image" in str(exc.value)
+    assert images.printable("a\udcff b\t.png") == "a\\xff b\\t.png"  # undecodable byte, tab
+    assert images.printable("chiffre é.png") == "chiffre é.png"

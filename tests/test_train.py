@@ -193,7 +193,7 @@ def test_predict_png_images(tmp_path, trained, capsys):
     out = tmp_path / "pred.csv"
     assert predict.main(["--params", str(trained), "--data", str(folder), "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "File,Label" and lines[1].startswith("digit0.png,")
+    assert lines[0] == "File,Label,Error" and lines[1].startswith("digit0.png,")
     guesses = np.array([int(line.split(",")[1]) for line in lines[1:]])
     assert np.mean(guesses == sample.test_labels[:5]) >= 0.6
 

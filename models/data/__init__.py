@@ -10,7 +10,8 @@ Entry points:
   once into a cache), ``"fashion-mnist"`` (Debian's ``dataset-fashion-mnist`` package when
   installed, otherwise downloaded), or a path to a directory of IDX files or a Kaggle
   ``train.csv``.
-* :func:`read_idx`, :func:`load_idx_dir`, :func:`read_kaggle_csv`, :func:`write_submission`.
+* :func:`read_idx`, :func:`load_idx_dir`, :func:`load_idx_test` (a folder of test files
+  only), :func:`read_kaggle_csv`, :func:`write_submission`.
 * :func:`download` -- fetches a dataset from public mirrors and verifies it by SHA-256.
 * :func:`to_features`, :func:`one_hot`, :func:`train_val_split` -- preprocessing.
 
@@ -40,6 +41,7 @@ from .idx import (
     MNIST_SHA256,
     content_sha256,
     load_idx_dir,
+    load_idx_test,
     read_idx,
 )
 from .kaggle import read_kaggle_csv, write_submission
@@ -67,6 +69,7 @@ __all__ = [
     "download",
     "load",
     "load_idx_dir",
+    "load_idx_test",
     "load_sample",
     "one_hot",
     "read_idx",

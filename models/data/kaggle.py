@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
@@ -149,9 +150,9 @@ def write_submission(path: PathLike, labels: np.ndarray | Sequence[int]) -> Path
     """Write a Kaggle "Digit Recognizer" submission: header ``ImageId,Label``, ImageId from 1.
 
     ``labels`` are the predicted digits (a 1-D integer array in 0..9) in the order of the rows
-    of ``test.csv``. The file is written atomically; returns its path. Raises
-    :class:`DataError` for labels that are not 1-D integers in 0..9, or if the file cannot be
-    written.
+    of ``test.csv``. The file is written with the :mod:`csv` module, atomically; returns its
+    path. Raises :class:`DataError` for labels that are not 1-D integers in 0..9, or if the
+    file cannot be written.
     """
     path = Path(path)
     array = np.asarray(labels)
@@ -161,11 +162,11 @@ def write_submission(path: PathLike, labels: np.ndarray | Sequence[int]) -> Path
         )
     if array.size and (array.min() < 0 or array.max() > 9):
         raise _error(path, "submission labels must be digits 0..9")
-    body = "".join(f"{i},{label}\n" for i, label in enumerate(array.tolist(), start=1))
     try:
         with atomic_write(path, "w") as handle:
-            handle.write("ImageId,Label\n")
-            handle.write(body)
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(("ImageId", "Label"))
+            writer.writerows(enumerate(array.tolist(), start=1))
     except OSError as exc:
         raise _error(path, f"cannot write: {_describe_os_error(exc)}") from None
     return path

@@ -16,9 +16,10 @@ import numpy as np
 
 from .dataset import DIGIT_CLASSES, FASHION_MNIST_CLASSES, Dataset
 from .files import DataError, PathLike, _describe_os_error, _error
-from .idx import IDX_FILES, _find_idx_files, load_idx_dir
+from .idx import IDX_FILES, _find_idx_files, _load_idx_files, load_idx_dir
 from .kaggle import read_kaggle_csv
-from .remote import REMOTE_SOURCES, _download, _resolve_remote, default_cache_dir
+from .remote import REMOTE_SOURCES, _cached_copy, _download, _resolve_remote, _verified_cache
+from .remote import logger as _logger
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package puts the four gzipped IDX files."""
@@ -62,21 +63,40 @@ def load_sample() -> Dataset:
 
 
 def _load_remote(name: str, cache_dir: PathLike | None, allow_download: bool) -> Dataset:
-    """Load a downloadable dataset from the cache, downloading it first if allowed."""
+    """Load a downloadable dataset from the cache, downloading it first if allowed.
+
+    Either way every file is verified by its SHA-256 before it is used.
+    """
     source = _resolve_remote(name)
     if allow_download:
-        directory = _download(source.name, cache_dir, None, True, None, 30.0)
+        files = _download(source.name, cache_dir, None, True, None, 30.0)
     else:
-        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        directory = root / source.name
-        missing = [stem for stem in IDX_FILES if not (directory / stem).is_file()]
-        if missing:
-            raise _error(
-                directory,
-                f"{source.name} is not in the cache (missing {', '.join(missing)}) and "
-                "download=False",
+        files = _verified_cache(source, cache_dir)
+    return _load_idx_files(files, name=source.name, classes=source.classes)
+
+
+def _verified_system_fashion_mnist() -> dict[str, Path] | None:
+    """Return Debian's Fashion-MNIST files if all four are installed and verify, else None.
+
+    A file whose SHA-256 is wrong is reported as one warning line, and the cache (or a
+    download) is used instead.
+    """
+    directory = FASHION_MNIST_SYSTEM_DIR
+    if not isinstance(_find_idx_files(directory), dict):
+        return None
+    digests = REMOTE_SOURCES["fashion-mnist"].sha256
+    found: dict[str, Path] = {}
+    for stem in IDX_FILES:
+        path, problems = _cached_copy(directory, stem, digests[stem])
+        if path is None:
+            problem = problems[0] if problems else f"{directory}: no verified copy of {stem}"
+            _logger.warning(
+                "%s; not using Debian's copy (reinstall dataset-fashion-mnist to repair it)",
+                problem,
             )
-    return load_idx_dir(directory, name=source.name, classes=source.classes)
+            return None
+        found[stem] = path
+    return found
 
 
 def load(source: PathLike, *, cache_dir: PathLike | None = None, download: bool = True) -> Dataset:
@@ -88,10 +108,13 @@ def load(source: PathLike, *, cache_dir: PathLike | None = None, download: bool 
     * ``"mnist"`` -- the full MNIST from the cache (``cache_dir``, default
       :func:`default_cache_dir`), downloaded and verified first if needed;
     * ``"fashion-mnist"`` -- from :data:`FASHION_MNIST_SYSTEM_DIR` when Debian's package is
-      installed, else like ``"mnist"``;
+      installed (and its files verify), else like ``"mnist"``;
     * a directory holding the four IDX files (see :func:`load_idx_dir`);
     * a Kaggle ``train.csv`` (the dataset then has no test split).
 
+    A cached file is always verified by its SHA-256 (a damaged one is downloaded again, or with
+    ``download=False`` reported, saying to delete it); files placed in the cache by hand under
+    the mirrors' names (``train-images-idx3-ubyte.gz``...) are verified and used the same way.
     With ``download=False`` a dataset that is not cached raises instead of downloading. Unknown
     names, missing paths, a Kaggle ``test.csv`` (no labels to train on) and malformed files raise
     :class:`DataError`.
@@ -100,10 +123,10 @@ def load(source: PathLike, *, cache_dir: PathLike | None = None, download: bool 
     key = text.strip().lower().replace("_", "-")
     if key == "sample":
         return load_sample()
-    if key == "fashion-mnist" and isinstance(_find_idx_files(FASHION_MNIST_SYSTEM_DIR), dict):
-        return load_idx_dir(
-            FASHION_MNIST_SYSTEM_DIR, name="fashion-mnist", classes=FASHION_MNIST_CLASSES
-        )
+    if key == "fashion-mnist":
+        system = _verified_system_fashion_mnist()
+        if system is not None:
+            return _load_idx_files(system, name="fashion-mnist", classes=FASHION_MNIST_CLASSES)
     if key in REMOTE_SOURCES:
         return _load_remote(key, cache_dir, download)
     path = Path(text).expanduser()
