@@ -5,6 +5,10 @@ walking the graph in reverse, each node applying its own hand-derived backward r
 """
 
 from tinygraph import linalg, ops
+
+# NumPy's names on Tensors; loaded with the package, it also makes every op take a (nested) list
+# holding Tensors as one recorded Tensor (it registers its ``array`` with tinygraph.primitive).
+from tinygraph import numpy as _numpy
 from tinygraph.autodiff import backward, toposort
 from tinygraph.composites import mean, softmax
 from tinygraph.gradcheck import (
@@ -19,6 +23,7 @@ from tinygraph.ops import *  # noqa: F403 - every op family's public names
 from tinygraph.ops import reduce_max as max  # noqa: A004 - tg.max, as users expect
 from tinygraph.ops import reduce_min as min  # noqa: A004
 from tinygraph.ops import reduce_sum as sum  # noqa: A004
+from tinygraph.ops.dispatch import look_up_ops_in as _look_up_ops_in
 from tinygraph.primitive import Primitive, primitive, registry
 from tinygraph.program import Program
 from tinygraph.pytree import tree_map
@@ -37,6 +42,12 @@ from tinygraph.transforms import grad, hessian, hvp, jacobian, jvp, value_and_gr
 from tinygraph.viz import GraphTooLargeError, render, to_dot, to_dot_backward, to_dot_program
 
 __version__ = "0.1.0"
+
+# NumPy dispatch (np.sin(t), tinygraph.numpy's names) finds the ops among this package's names;
+# the dispatch module stands below the package, so the package hands them down.
+_look_up_ops_in("", globals())
+_look_up_ops_in("linalg", vars(linalg))
+del _look_up_ops_in, _numpy
 
 # The ops (tg.add, tg.sin, ...) come from the families' own __all__ lists.
 __all__ = ops.__all__ + [

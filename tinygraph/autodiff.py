@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph import ops
+from tinygraph.ops.arithmetic import cast, identity
+from tinygraph.ops.reshaping import broadcast_to, unbroadcast
 from tinygraph.primitive import Primitive, check_finite
 from tinygraph.state import connected, current, enable_grad, scope
 from tinygraph.tensor import LAST_CHANGE, Tensor, as_float_array
@@ -74,11 +75,11 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
         cotangent = np.asarray(cotangent)
     if cotangent.shape != shape:
         if cotangent.ndim == 0:  # a scalar cotangent for every element
-            cotangent = (ops.broadcast_to(cotangent, shape=shape) if graph
+            cotangent = (broadcast_to(cotangent, shape=shape) if graph
                          else np.broadcast_to(cotangent, shape))
         else:
             try:
-                cotangent = (ops.unbroadcast(cotangent, shape=shape) if graph
+                cotangent = (unbroadcast(cotangent, shape=shape) if graph
                              else sum_to_shape(cotangent, shape))
             except ValueError:
                 raise ValueError(
@@ -86,7 +87,7 @@ def fit_cotangent(cotangent: Any, shape: tuple[int, ...], dtype: np.dtype, prim:
                     f"{cotangent.shape} for input {position}, which has shape {shape}"
                 ) from None
     if cotangent.dtype != dtype:
-        cotangent = ops.cast(cotangent, dtype=dtype) if graph else cotangent.astype(dtype)
+        cotangent = cast(cotangent, dtype=dtype) if graph else cotangent.astype(dtype)
     return cotangent
 
 
@@ -109,7 +110,7 @@ def sum_to_shape(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         _SUM_PLANS[key] = tuple(range(extra)) if leading_only else None
     axes = _SUM_PLANS[key]
     if axes is None:  # stretched size-1 axes too: the general path (it also checks)
-        return ops.unbroadcast.forward(cotangent, shape)
+        return unbroadcast.forward(cotangent, shape)
     return np.add.reduce(cotangent, axis=axes)
 
 
@@ -231,7 +232,7 @@ def identity_node(source: Tensor, data: np.ndarray | None = None) -> Tensor:
     """A recorded ``identity`` of ``source`` that requires grad, holding ``data`` (default:
     ``source``'s own). Made by hand, not by calling the op, so it requires grad even where
     ``source`` does not; put on the tape, if one is recorded, as the op would be."""
-    node = Tensor.node(source.data if data is None else data, True, ops.identity, (source,), {})
+    node = Tensor.node(source.data if data is None else data, True, identity, (source,), {})
     if current().tape is not None:
         current().tape.append(node)
     return node
@@ -272,3 +273,24 @@ def backward(tensor: Tensor, grad: Any = None, retain_grads: bool = False,
     for leaf, cotangent in ends.values():
         if leaf.requires_grad:
             accumulate_grad(leaf, cotangent)
+
+
+def _tensor_backward(self, grad: Any = None, retain_grads: bool = False,
+                     create_graph: bool = False) -> None:
+    """Reverse pass from this tensor: add d(self)/d(leaf) . grad into every leaf's ``.grad``.
+
+    ``grad`` defaults to 1 for a one-element tensor. With ``retain_grads=True`` every node
+    on the way keeps its gradient too (for drawing); otherwise intermediate gradients are
+    freed as soon as they have been used. With ``create_graph=True`` the pass is recorded:
+    each ``.grad`` is a Tensor with a graph, which can be differentiated again (as in
+    PyTorch). Inside a tinygraph transform (``tg.grad``, ``tg.trace``) the pass is always
+    recorded, so that the enclosing transform differentiates through it.
+    """
+    backward(self, grad, retain_grads=retain_grads, create_graph=create_graph)
+
+
+# ``Tensor.backward`` is installed here, next to the pass it runs: tensor.py stays below this
+# module and imports nothing of it.
+_tensor_backward.__name__ = "backward"
+_tensor_backward.__qualname__ = "Tensor.backward"
+Tensor.backward = _tensor_backward

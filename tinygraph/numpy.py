@@ -46,6 +46,7 @@ import numpy
 
 from tinygraph.ops.dispatch import astype as _astype
 from tinygraph.ops.dispatch import holds_tensor, no_op_error, resolve
+from tinygraph.primitive import convert_sequences_with
 from tinygraph.tensor import Tensor
 
 _DISPATCHED = type(numpy.concatenate)  # NumPy functions that hand Tensors to __array_function__
@@ -112,6 +113,10 @@ def _keeping_tensors(convert: Any) -> Any:
 
     return call
 
+
+# Every op takes a (nested) list or tuple operand as this ``array`` makes it: ``W * [W[0], 1.]``
+# stacks the Tensors into a recorded Tensor, so that the gradient flows through it.
+convert_sequences_with(array)
 
 asanyarray = _keeping_tensors(numpy.asanyarray)
 ascontiguousarray = _keeping_tensors(numpy.ascontiguousarray)

@@ -320,9 +320,25 @@ def _sequences_as_operands(args: tuple) -> tuple:
     """A (nested) list or tuple where an op takes an array, as the array it stands for:
     ``[[1., 2.]] @ W``; one holding Tensors (``W * [W[0], 1.]``) is stacked into a recorded
     Tensor, so that the gradient flows through it, never silently around it."""
-    from tinygraph.numpy import array  # stacks Tensors; imported late: it imports the ops
+    as_array = _SEQUENCE_AS_ARRAY[0]
+    return tuple(as_array(arg) if isinstance(arg, (list, tuple)) else arg for arg in args)
 
-    return tuple(array(arg) if isinstance(arg, (list, tuple)) else arg for arg in args)
+
+def _sequences_not_ready(value: Any) -> Any:
+    raise TypeError("tinygraph: an op was given a list or tuple before tinygraph.numpy was "
+                    "loaded (import tinygraph first)")
+
+
+# How an op takes a (nested) list or tuple: stacking the Tensors in it needs the ops, which
+# stand above this module, so the function is registered from above (tinygraph.numpy registers
+# its ``array``, and ``import tinygraph`` loads it).
+_SEQUENCE_AS_ARRAY: list[Callable[[Any], Any]] = [_sequences_not_ready]
+
+
+def convert_sequences_with(as_array: Callable[[Any], Any]) -> None:
+    """Make ``as_array(sequence)`` the way every op takes a (nested) list or tuple operand; it
+    must turn one holding Tensors into a recorded Tensor (``tinygraph.numpy.array`` does)."""
+    _SEQUENCE_AS_ARRAY[0] = as_array
 
 
 def _any_recorded(args: tuple) -> bool:

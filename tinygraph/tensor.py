@@ -4,8 +4,12 @@ A Tensor is a node of the computation graph. A leaf has no primitive; a recorded
 primitive, its inputs (Tensors or constants), the primitive's parameters (axis, shape, ...) and the
 scope it was made in. Nothing is copied: ``data`` is the forward result itself.
 
-The arithmetic operators are installed by :mod:`tinygraph.ops`, next to the primitives they call,
-so that this file knows no op by name.
+This file imports nothing above it: what a Tensor does with ops is installed on the class by the
+modules that own it, next to the code it calls, so that this file knows no op by name.
+:mod:`tinygraph.ops.operators` installs the operators and array methods (``+``, ``@``, ``t[i]``,
+``t.sum()``), :mod:`tinygraph.ops.dispatch` NumPy's hooks, :mod:`tinygraph.composites`
+``t.mean()``, :mod:`tinygraph.autodiff` ``t.backward()`` and :mod:`tinygraph.viz` the drawing
+that Jupyter shows (``_repr_mimebundle_``). ``import tinygraph`` loads all of them.
 """
 
 from __future__ import annotations
@@ -222,33 +226,7 @@ class Tensor:
         """
         return Tensor(self.data, name=self.name)
 
-    def backward(self, grad: Any = None, retain_grads: bool = False,
-                 create_graph: bool = False) -> None:
-        """Reverse pass from this tensor: add d(self)/d(leaf) . grad into every leaf's ``.grad``.
-
-        ``grad`` defaults to 1 for a one-element tensor. With ``retain_grads=True`` every node
-        on the way keeps its gradient too (for drawing); otherwise intermediate gradients are
-        freed as soon as they have been used. With ``create_graph=True`` the pass is recorded:
-        each ``.grad`` is a Tensor with a graph, which can be differentiated again (as in
-        PyTorch). Inside a tinygraph transform (``tg.grad``, ``tg.trace``) the pass is always
-        recorded, so that the enclosing transform differentiates through it.
-        """
-        from tinygraph.autodiff import backward
-
-        backward(self, grad, retain_grads=retain_grads, create_graph=create_graph)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """Jupyter shows a Tensor as the SVG drawing of its graph (text without Graphviz)."""
-        from tinygraph.viz import GraphTooLargeError, svg
-
-        bundle = {"text/plain": repr(self)}
-        try:
-            drawing = svg(self)
-        except GraphTooLargeError:
-            drawing = None
-        if drawing is not None:
-            bundle["image/svg+xml"] = drawing
-        return bundle
+    # ``backward()`` is installed by tinygraph/autodiff.py, next to the reverse pass it runs.
 
     # Comparisons (<, <=, >, >=, ==, !=) are installed by ops/operators.py: elementwise boolean
     # Tensors with no derivative. Hashing stays by identity (as PyTorch's), so Tensors remain

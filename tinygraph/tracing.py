@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph import ops
 from tinygraph.autodiff import toposort
 from tinygraph.compile import Compiled, GuardError, donation_unsafe
+from tinygraph.ops.arithmetic import mul
 from tinygraph.primitive import check_finite
 from tinygraph.program import Equation, Input, Program
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import TraceError, connected, current, enable_grad, no_grad
 from tinygraph.tensor import Tensor, as_float_array
-from tinygraph.transforms import TRANSFORMS, _argnums, _is_live
+from tinygraph.transforms import TRANSFORMS, checked_argnums, is_live
 
 
 def _is_array(leaf: Any) -> bool:
@@ -260,7 +260,7 @@ class Traced:
             plan = self._build(args, leaves, [part[1] for part in parts], owner, numbers, paths)
             self.plans[key] = plan
         self._last = plan
-        if connected() and any(_is_live(leaf) for leaf in leaves):
+        if connected() and any(is_live(leaf) for leaf in leaves):
             return plan.replay(leaves)  # inside a transform: record, so it can differentiate
         try:
             return plan.run(leaves)
@@ -286,7 +286,7 @@ class Traced:
         if self.argnums is None:
             return ()
         try:
-            return _argnums(self.argnums, count, f"trace({self.name})")
+            return checked_argnums(self.argnums, count, f"trace({self.name})")
         except ValueError as exc:
             raise TraceError(str(exc)) from None
 
@@ -392,7 +392,7 @@ class Traced:
                 program.constants[number] = value
                 return number
             if id(value) not in value_of:  # made outside the trace's inputs: a constant
-                if inside and _is_live(value):
+                if inside and is_live(value):
                     raise TraceError(
                         f"trace({self.name}): the function uses a Tensor of an enclosing "
                         "transform that is not one of its arguments (a closure); its value "
@@ -430,7 +430,7 @@ class Traced:
 
 def _scaled_gradient(program: Program, eq: Equation, produced: set[int]) -> tuple[int, Any] | None:
     """(position of the gradient, the number) if ``eq`` is ``mul(number, gradient)``."""
-    if eq.in_pass or eq.prim is not ops.mul or len(eq.inputs) != 2:
+    if eq.in_pass or eq.prim is not mul or len(eq.inputs) != 2:
         return None
     reads = [i for i, v in enumerate(eq.inputs) if v in produced]
     if len(reads) != 1:

@@ -18,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph import ops
 from tinygraph.autodiff import identity_node, reverse_pass, seed_for
+from tinygraph.ops.arithmetic import stop_gradient
+from tinygraph.ops.indexing import scatter_add
+from tinygraph.ops.reductions import reduce_sum
+from tinygraph.ops.reshaping import reshape
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import connected, current, enable_grad
 from tinygraph.tensor import Tensor, as_float_array
@@ -35,7 +38,7 @@ def _single(argnums: Any) -> bool:
     return isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
 
 
-def _argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[int, ...]:
+def checked_argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[int, ...]:
     try:
         numbers = (int(argnums),) if _single(argnums) else tuple(argnums)
     except TypeError:
@@ -51,7 +54,7 @@ def _argnums(argnums: int | tuple[int, ...], count: int, where: str) -> tuple[in
     return result
 
 
-def _is_live(value: Any) -> bool:
+def is_live(value: Any) -> bool:
     """A Tensor that belongs to a graph being differentiated or traced."""
     return isinstance(value, Tensor) and (value.requires_grad or value._prim is not None)
 
@@ -62,7 +65,7 @@ def _variable(leaf: Any, where: str, number: int, path: str, joined: bool) -> Te
     Joined to an enclosing graph, it is an ``identity`` node of the enclosing Tensor (so the
     enclosing pass reaches through it); otherwise a fresh leaf.
     """
-    if joined and _is_live(leaf):
+    if joined and is_live(leaf):
         variable = identity_node(leaf)
         variable._retain = True  # not a leaf, yet Tensor.backward inside f fills its .grad
         return variable
@@ -117,7 +120,7 @@ def _joined() -> tuple[bool, bool]:
 
 
 def _cut(values: list[Any], cut: bool) -> list[Any]:
-    return [ops.stop_gradient(v) if cut and isinstance(v, Tensor) else v for v in values]
+    return [stop_gradient(v) if cut and isinstance(v, Tensor) else v for v in values]
 
 
 def _cotangents(roots: list[Any], seeds: list[Any], variables: list[Tensor],
@@ -210,7 +213,7 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         joined, cut = _joined()
-        numbers = _argnums(argnums, len(args), where)
+        numbers = checked_argnums(argnums, len(args), where)
         args_list, wrapped = _variables(args, numbers, where, joined)
         if joined:
             out = _scalar_output(_call(f, args_list, kwargs), where)
@@ -229,7 +232,7 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | tuple[int, ...],
             current().scaled_seeds += 1
         found = _cotangents([out], [seed], variables, joined, tape)
         if joined:
-            value = out if out.shape == () else ops.reshape(out, shape=())
+            value = out if out.shape == () else reshape(out, shape=())
             grads = [_zeros(v, True) if c is None else c for v, c in zip(variables, found)]
             value, *grads = _cut([value, *grads], cut)
         else:
@@ -340,7 +343,7 @@ def jvp(f: Callable[..., Any], primals: tuple | list,
                for leaf in out_leaves]
     with _deeper():
         pulled = _cotangents(out_leaves, dummies, variables, record=True)
-        terms = [ops.reduce_sum(c * t) for c, t in zip(pulled, tangent_leaves)
+        terms = [reduce_sum(c * t) for c, t in zip(pulled, tangent_leaves)
                  if c is not None]
         inner = terms[0] if terms else None
         for term in terms[1:]:
@@ -385,7 +388,7 @@ def hvp(f: Callable[..., Any], primals: tuple | list, tangents: tuple | list) ->
     def directional(*xs: Any) -> Any:
         total = None
         for g, v in zip(flatten(gradient(*xs))[0], flatten(tangents)[0]):
-            term = ops.reduce_sum(g * v)
+            term = reduce_sum(g * v)
             total = term if total is None else total + term
         return total
 
@@ -407,8 +410,8 @@ def _stack(rows: list[Any], shape: tuple[int, ...], dtype: Any) -> Any:
         return np.stack(rows).reshape(shape) if rows else np.zeros(shape, dtype=dtype)
     total = None
     for k, row in enumerate(rows):  # each row scattered into its place, then summed
-        placed = ops.scatter_add(ops.reshape(row, shape=(1, *shape[1:])),
-                                 index=slice(k, k + 1), shape=shape)
+        placed = scatter_add(reshape(row, shape=(1, *shape[1:])),
+                             index=slice(k, k + 1), shape=shape)
         total = placed if total is None else total + placed
     return total
 
@@ -426,7 +429,7 @@ def jacobian(f: Callable[..., Any],
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
         joined, cut = _joined()
-        numbers = _argnums(argnums, len(args), where)
+        numbers = checked_argnums(argnums, len(args), where)
         args_list, wrapped = _variables(args, numbers, where, joined)
         out = _call(f, args_list, kwargs)
         out_leaves, out_treedef, _ = flatten(out)
@@ -445,7 +448,7 @@ def jacobian(f: Callable[..., Any],
                     row.append(_zeros(variable, joined) if cotangent is None else cotangent)
             blocks = [_stack(row, (leaf.size, *v.shape), leaf.dtype)
                       for row, v in zip(rows, variables)]
-            blocks = _cut([ops.reshape(b, shape=leaf.shape + v.shape) if isinstance(b, Tensor)
+            blocks = _cut([reshape(b, shape=leaf.shape + v.shape) if isinstance(b, Tensor)
                            else b.reshape(leaf.shape + v.shape)
                            for b, v in zip(blocks, variables)], cut)
             per_output.append(_regroup(wrapped, blocks, _single(argnums)))

@@ -600,6 +600,23 @@ def svg(output: Tensor, **options: Any) -> str | None:
     return to_dot(output, **options).pipe(format="svg").decode()
 
 
+def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+    """Jupyter shows a Tensor as the SVG drawing of its graph (text without Graphviz)."""
+    bundle = {"text/plain": repr(self)}
+    try:
+        drawing = svg(self)
+    except GraphTooLargeError:
+        drawing = None
+    if drawing is not None:
+        bundle["image/svg+xml"] = drawing
+    return bundle
+
+
+# Installed here, next to the drawing it shows: tensor.py stays below this module.
+_repr_mimebundle_.__qualname__ = "Tensor._repr_mimebundle_"
+Tensor._repr_mimebundle_ = _repr_mimebundle_
+
+
 def to_dot_program(program: Any, *, max_nodes: int = 2000, rankdir: str = "TB",
                    title: str | None = None) -> Any:
     """A traced function's program (``traced.program``) as a graph: one box per equation

@@ -6,6 +6,9 @@
 - :mod:`tinygraph.gradcheck.suite`: the suite that walks the op registry and runs model checks.
 - :mod:`tinygraph.gradcheck.report`: its results (``CheckResult``, ``SuiteReport``) as tables,
   reproduction reports and JSON.
+- :mod:`tinygraph.gradcheck.strategies`: hypothesis strategies (op inputs, float arrays,
+  broadcastable shapes), with which the suite shrinks a failing input; it needs hypothesis, so
+  nothing here imports it up front (users have it as :mod:`tinygraph.testing`).
 - ``python -m tinygraph.gradcheck`` (``tinygraph-gradcheck``): the suite as a command.
 """
 

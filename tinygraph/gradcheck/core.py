@@ -25,11 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops.arithmetic import add, mul
+from tinygraph.ops.reductions import reduce_sum
 from tinygraph.primitive import Primitive
 from tinygraph.pytree import flatten, unflatten
 from tinygraph.state import no_grad
 from tinygraph.tensor import Tensor, as_float_array
-from tinygraph.transforms import _argnums, value_and_grad
+from tinygraph.transforms import checked_argnums, value_and_grad
+from tinygraph.transforms import grad as gradient_of
 
 
 @dataclass
@@ -150,7 +153,7 @@ def _central_differences(f: Any, work: list, leaf: np.ndarray, eps: float) -> np
 def numerical_grad(f: Any, *args: Any, argnums: int | tuple[int, ...] = 0,
                    eps: float = 1e-6) -> Any:
     """Central differences in float64, with the same structure as ``tg.grad(f, argnums)``."""
-    numbers = _argnums(argnums, len(args), "numerical_grad")
+    numbers = checked_argnums(argnums, len(args), "numerical_grad")
     work = list(args)
     for number in numbers:
         work[number] = _float64_copy(args[number])
@@ -251,7 +254,7 @@ def check_grads(f: Any, *args: Any, argnums: int | tuple[int, ...] | None = None
         if not numbers:
             raise ValueError("check_grads: no argument has floating-point leaves to differentiate")
     else:
-        numbers = _argnums(argnums, len(args), "check_grads")
+        numbers = checked_argnums(argnums, len(args), "check_grads")
     work = list(args)
     for number in numbers:
         work[number] = _float64_copy(args[number])
@@ -295,20 +298,17 @@ def _check_once(f: Any, work: list, numbers: tuple[int, ...], atol: float, rtol:
 
 def _gradient_along(f: Any, work: list, numbers: tuple[int, ...], seed: int) -> Any:
     """``h(*args) = <grad f(*args), v>`` for a fixed random ``v``: its gradient is H v."""
-    from tinygraph import ops
-    from tinygraph.transforms import grad
-
     rng = np.random.default_rng([seed, 2])  # not the stream the directional checks use
     direction = [rng.standard_normal(np.shape(leaf))
                  for n in numbers for leaf in flatten(work[n])[0]]
-    gradient = grad(f, numbers)
+    gradient = gradient_of(f, numbers)
 
     def along(*args: Any) -> Any:
         total = None
         grads = [leaf for tree in gradient(*args) for leaf in flatten(tree)[0]]
         for g, v in zip(grads, direction):
-            term = ops.reduce_sum(ops.mul(g, v))
-            total = term if total is None else ops.add(total, term)
+            term = reduce_sum(mul(g, v))
+            total = term if total is None else add(total, term)
         return total
 
     along.__name__ = f"<grad {getattr(f, '__name__', 'f')}, v>"
@@ -372,8 +372,6 @@ def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: in
     inputs are differentiated; integer inputs (labels) are passed through. ``tolerances`` are
     :func:`check_grads` keywords (``atol``, ``rtol``, ``eps``, ``mode``, ...).
     """
-    from tinygraph import ops  # the projection uses the mul and sum primitives
-
     # the settings are checked before the op runs (check_grads would only see them after)
     check_options({k: v for k, v in tolerances.items() if k in OPTIONS}, "check_grads")
     params = params or {}
@@ -385,7 +383,7 @@ def check_op(op: Primitive, args: tuple, params: dict | None = None, *, seed: in
         full = list(args)
         for position, value in zip(positions, differentiable):
             full[position] = value
-        return ops.reduce_sum(ops.mul(op(*full, **params), weights))
+        return reduce_sum(mul(op(*full, **params), weights))
 
     return check_grads(projected, *[args[p] for p in positions], seed=seed, order=order,
                        context=f"op {op.name}: ", **tolerances)

@@ -54,7 +54,7 @@ def describe_input(args: Sequence[Any], params: dict) -> list[str]:
     return lines
 
 
-def _tree_shapes(tree: Any) -> str:
+def tree_shapes(tree: Any) -> str:
     leaves, _, paths = flatten(tree)
     if len(leaves) == 1 and not paths[0]:
         return short_repr(leaves[0]) if np.size(leaves[0]) <= 12 else describe(
@@ -62,7 +62,7 @@ def _tree_shapes(tree: Any) -> str:
     return ", ".join(f"{path} {describe(np.asarray(leaf))}" for leaf, path in zip(leaves, paths))
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
     """``ValueError: message``; the bare name when there is no message (``SystemExit()``)."""
     if isinstance(error, GradientCheckError):
         return str(error)
@@ -285,8 +285,8 @@ class SuiteReport:
 # Reproducing a failure
 # ---------------------------------------------------------------------------------------------
 
-def _reproduce_op(op: Primitive, seed: int, index: int, drawn_seed: int, tolerances: dict,
-                  order: int = 1) -> list[str]:
+def reproduce_op(op: Primitive, seed: int, index: int, drawn_seed: int, tolerances: dict,
+                 order: int = 1) -> list[str]:
     """The command (for a registered op) and the Python line that run example ``index`` of
     ``op`` at ``order`` again: ``--op NAME --seed S --order N --examples index+1`` ends the run
     at that example, and ``check_op(..., seed=drawn_seed, order=N)`` checks it alone."""

@@ -50,11 +50,11 @@ from tinygraph.gradcheck.report import (
     CheckResult,
     Failure,
     SuiteReport,
-    _error_text,
-    _reproduce_op,
-    _tree_shapes,
     describe_input,
+    error_text,
     input_shapes,
+    reproduce_op,
+    tree_shapes,
 )
 from tinygraph.gradcheck.report import format_table as format_table  # re-exported
 from tinygraph.gradcheck.report import short_repr as short_repr  # re-exported
@@ -130,7 +130,7 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, order: int,
         import hypothesis
         from hypothesis.errors import NoSuchExample
 
-        from tinygraph.testing import op_inputs
+        from tinygraph.gradcheck.strategies import op_inputs  # needs hypothesis too
     except ImportError:
         return None, ("unshrunk: hypothesis is not installed (pip install hypothesis to shrink "
                       "failing inputs); the input above is the one drawn")
@@ -161,7 +161,7 @@ def _shrink(op: Primitive, error: BaseException, drawn_seed: int, order: int,
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # e.g. the sample function fails on a hypothesis draw
-        return None, f"unshrunk: the search failed ({_error_text(exc)})"
+        return None, f"unshrunk: the search failed ({error_text(exc)})"
     try:
         check_op(op, args, params, seed=drawn_seed, order=order, **tolerances)
     except KeyboardInterrupt:
@@ -237,11 +237,11 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # SystemExit from user code is a failure too
-            problem = f"the sample function failed: {_error_text(error)}"
+            problem = f"the sample function failed: {error_text(error)}"
         if problem is not None:
             failure = Failure(error=problem, input=[], example=index, example_seed=drawn_seed,
-                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
-                                                      order))
+                              reproduce=reproduce_op(op, seed, index, drawn_seed, tolerances,
+                                                     order))
             return CheckResult(op.name, "op", index + 1, math.nan, math.nan, "-", False, seed,
                                time.perf_counter() - start, failure, order)
         args, params = sample
@@ -250,17 +250,17 @@ def check_op_examples(op: Primitive | str, examples: int = 100, seed: int = 0, *
         except KeyboardInterrupt:
             raise
         except BaseException as error:  # the rule's, the forward's or the check's
-            failure = Failure(error=_error_text(error), input=describe_input(args, params),
+            failure = Failure(error=error_text(error), input=describe_input(args, params),
                               example=index, example_seed=drawn_seed,
-                              reproduce=_reproduce_op(op, seed, index, drawn_seed, tolerances,
-                                                      order),
+                              reproduce=reproduce_op(op, seed, index, drawn_seed, tolerances,
+                                                     order),
                               mismatch=getattr(error, "mismatch", None))
             if shrink:
                 shrunk, failure.shrink_note = _shrink(op, error, drawn_seed, order, tolerances,
                                                       SHRINK_TRIES)
                 if shrunk is not None:
                     failure.shrunk_input = describe_input(shrunk[0], shrunk[1])
-                    failure.shrunk_error = _error_text(shrunk[2])
+                    failure.shrunk_error = error_text(shrunk[2])
             mismatch = failure.mismatch
             return CheckResult(
                 op.name, "op", index + 1,
@@ -328,7 +328,7 @@ def load_model(spec: str) -> Callable[[], Any]:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit in the module's body too
-            raise SuiteError(f"model {spec!r} does not load: {_error_text(exc)}") from None
+            raise SuiteError(f"model {spec!r} does not load: {error_text(exc)}") from None
         return target
     for entry in importlib.metadata.entry_points(group=MODEL_GROUP):
         if entry.name == spec:
@@ -338,7 +338,7 @@ def load_model(spec: str) -> Callable[[], Any]:
                 raise
             except BaseException as exc:
                 raise SuiteError(f"model {spec!r} ({entry.value}) does not load: "
-                                 f"{_error_text(exc)}") from None
+                                 f"{error_text(exc)}") from None
     names = ", ".join(available_models()) or "none installed"
     raise SuiteError(f"unknown model {spec!r}; available models ({MODEL_GROUP} entry points): "
                      f"{names}; or give module:function")
@@ -358,7 +358,7 @@ def model_check(spec: str | Callable[[], Any] | ModelCheck) -> ModelCheck:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit from the hook too
-            raise SuiteError(f"{who}: the check function raised {_error_text(exc)}") from None
+            raise SuiteError(f"{who}: the check function raised {error_text(exc)}") from None
         check = as_model_check(value)
     check_tolerances(check.options, who)
     return check
@@ -398,8 +398,8 @@ def check_model(name: str, model: str | Callable[[], Any] | ModelCheck | None = 
         raise
     except BaseException as error:  # a wrong gradient, or whatever the loss raised
         mismatch = getattr(error, "mismatch", None)
-        shapes = [f"arg {i}: {_tree_shapes(a)}" for i, a in enumerate(check.args)]
-        failure = Failure(error=_error_text(error), input=shapes,
+        shapes = [f"arg {i}: {tree_shapes(a)}" for i, a in enumerate(check.args)]
+        failure = Failure(error=error_text(error), input=shapes,
                           reproduce=[f"python -m tinygraph.gradcheck --model {name} "
                                      f"--seed {seed} --order {order}"], mismatch=mismatch)
         return CheckResult(name, "model", 1,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.ops._common import broadcast_explain, ufunc_into
+from tinygraph.ops._common import broadcast_explain, nonfinite_sample, ufunc_into, zero_vjp
 from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array, elementwise
 from tinygraph.tensor import Tensor
@@ -105,21 +105,13 @@ equal = _comparison("equal", np.equal, "==")
 not_equal = _comparison("not_equal", np.not_equal, "!=")
 
 
-def _nonfinite_sample(draw: Draw) -> tuple[tuple, dict]:
-    """Values in [-2, 2] with some NaN, inf and -inf among them."""
-    shape = draw.shape()
-    values, pick = array(draw, shape), draw.rng().random(shape)
-    special = np.where(pick < 0.1, np.nan, np.where(pick < 0.2, np.inf, -np.inf))
-    return (np.where(pick < 0.3, special, values),), {}
-
-
 def _mask(name: str, ufunc: np.ufunc, what: str) -> Any:
     def forward(x):
         return ufunc(x)
 
     forward.__name__ = name
     forward.__doc__ = f"Whether x is {what}, elementwise (a boolean mask: derivative 0)."
-    return primitive(forward, name=name, sample=_nonfinite_sample,
+    return primitive(forward, name=name, sample=nonfinite_sample,
                      forward_into=ufunc_into(ufunc), differentiable=False)
 
 
@@ -357,13 +349,6 @@ mod.defvjp(lambda grad_out, out, a, b: grad_out,                         # d(a m
 remainder = mod
 
 
-def _zero_vjp(grad_out, out, *inputs, **params):
-    """A step function: derivative 0 almost everywhere, so a zero cotangent for every input
-    (as HIPS autograd and JAX give; a comparison's boolean mask has no derivative at all)."""
-    zero = 0 * grad_out
-    return (zero,) * len(inputs)
-
-
 @primitive(sample=_mod_sample, explain=broadcast_explain,
            forward_into=ufunc_into(np.floor_divide))
 def floor_divide(a, b):
@@ -371,4 +356,4 @@ def floor_divide(a, b):
     return np.floor_divide(a, b)
 
 
-floor_divide.defvjp(_zero_vjp)
+floor_divide.defvjp(zero_vjp)

@@ -16,7 +16,8 @@ the only copy. Three ops close convolution under differentiation, each rule made
   and ``conv2d(x, grad)``.
 
 ``col2im`` adds window entries back into an image (the pooling rules end with it); its adjoint,
-``im2col``, takes the windows. The geometry helpers here serve the pooling ops too.
+``im2col``, takes the windows. The window geometry (``as_pair``, ``output_size``,
+``image_windows``) is in :mod:`~tinygraph.ops._common`, shared with the pooling ops.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from tinygraph.ops._common import Pair, as_pair, check_images, image_windows, output_size
 from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array
 
@@ -34,39 +35,14 @@ __all__ = [
     "conv_transpose2d",
 ]
 
-
-Pair = tuple[int, int]
-
-
-def _pair(value: Any, name: str, low: int) -> Pair:
-    """An int or a pair of ints, as a pair, each at least ``low``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return pair
+# The old name of ``tinygraph.ops._common.as_pair``, kept while tinygraph/onnx_export.py still
+# imports it from here.
+_pair = as_pair
 
 
 def _geometry(stride: Any, padding: Any, dilation: Any) -> tuple[Pair, Pair, Pair]:
-    return _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-
-
-def _output_size(size: tuple, kernel: tuple, stride: Pair, padding: Pair, dilation: Pair,
-                 where: str) -> Pair:
-    """(Ho, Wo) of windows of ``kernel`` over ``size`` padded by ``padding`` on each side."""
-    sides = []
-    for side, k, s, p, d in zip(size, kernel, stride, padding, dilation):
-        span = d * (k - 1) + 1
-        if k < 1 or side + 2 * p < span:
-            raise ValueError(f"{where}: the kernel {tuple(kernel)} with dilation {dilation} "
-                             f"does not fit in the {tuple(size)} image padded by {padding}")
-        sides.append((side + 2 * p - span) // s + 1)
-    return sides[0], sides[1]
+    return (as_pair(stride, "stride", 1), as_pair(padding, "padding", 0),
+            as_pair(dilation, "dilation", 1))
 
 
 def _leftover(size: tuple, kernel: tuple, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
@@ -75,25 +51,6 @@ def _leftover(size: tuple, kernel: tuple, stride: Pair, padding: Pair, dilation:
     rest = [(side + 2 * p - d * (k - 1) - 1) % s
             for side, k, s, p, d in zip(size, kernel, stride, padding, dilation)]
     return rest[0], rest[1]
-
-
-def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
-             fill: Any = 0) -> np.ndarray:
-    """The windows of x, padded by ``fill``, as a read-only view (N, C, kH, kW, Ho, Wo):
-    windows[n, c, i, j, u, v] = x_padded[n, c, s*u + d*i, s*v + d*j]."""
-    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
-    if ph or pw:
-        n, c, h, w = x.shape
-        padded = np.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
-        padded[:, :, ph:ph + h, pw:pw + w] = x
-        x = padded
-    n, c, h, w = x.shape
-    (kh, kw) = kernel
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
-    step_n, step_c, step_y, step_x = x.strides
-    return as_strided(x, (n, c, kh, kw, oh, ow),
-                      (step_n, step_c, step_y * dh, step_x * dw, step_y * sh, step_x * sw),
-                      writeable=False)
 
 
 def _add_windows(out: np.ndarray, cols: np.ndarray, stride: Pair, dilation: Pair,
@@ -114,11 +71,6 @@ def _add_windows(out: np.ndarray, cols: np.ndarray, stride: Pair, dilation: Pair
                 out[(*lead, rows, columns)] += cols[(*lead, i, j)]
             else:
                 out[(*lead, rows, columns)] = cols[(*lead, i, j)]
-
-
-def _check_images(x: np.ndarray, name: str = "input") -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {x.shape}")
 
 
 def _check_conv(x: np.ndarray, w: np.ndarray, channels: int, name: str = "input") -> None:
@@ -161,8 +113,8 @@ def _conv_sample(draw: Draw) -> tuple[tuple, dict]:
 def _conv2d_explain(x, w, stride=1, padding=0, dilation=1):
     x, w = np.asarray(x), np.asarray(w)
     _check_conv(x, w, 1)
-    _output_size(x.shape[2:], w.shape[2:], *_geometry(stride, padding, dilation),
-                 f"input {x.shape} and weight {w.shape}")
+    output_size(x.shape[2:], w.shape[2:], *_geometry(stride, padding, dilation),
+                f"input {x.shape} and weight {w.shape}")
 
 
 def _explained(check: Any) -> Any:
@@ -184,10 +136,10 @@ def conv2d(x, w, stride=1, padding=0, dilation=1):
     _check_conv(x, w, 1)
     stride, padding, dilation = _geometry(stride, padding, dilation)
     kernel = w.shape[2:]
-    oh, ow = _output_size(x.shape[2:], kernel, stride, padding, dilation,
-                          f"input {x.shape} and weight {w.shape}")
+    oh, ow = output_size(x.shape[2:], kernel, stride, padding, dilation,
+                         f"input {x.shape} and weight {w.shape}")
     n, o, size = x.shape[0], w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]
-    cols = _windows(x, kernel, stride, padding, dilation)  # a view; the reshape copies (im2col)
+    cols = image_windows(x, kernel, stride, padding, dilation)  # a view; reshape copies (im2col)
     # one batched product (N GEMMs of (O, C*kH*kW) @ (C*kH*kW, Ho*Wo)) lands in NCHW directly
     return np.matmul(w.reshape(o, size), cols.reshape(n, size, oh * ow)).reshape(n, o, oh, ow)
 
@@ -213,7 +165,7 @@ def _transpose_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any,
                         output_padding: Any, dilation: Any) -> tuple:
     _check_conv(x, w, 0)
     stride, padding, dilation = _geometry(stride, padding, dilation)
-    extra = _pair(output_padding, "output_padding", 0)
+    extra = as_pair(output_padding, "output_padding", 0)
     if extra[0] >= stride[0] or extra[1] >= stride[1]:
         raise ValueError(f"output_padding {output_padding!r} must be smaller than the stride "
                          f"{stride}")
@@ -227,10 +179,10 @@ def _transpose_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any,
 
 def _conv_transpose_sample(draw: Draw) -> tuple[tuple, dict]:
     stride, padding, dilation = _draw_geometry(draw)
-    s = _pair(stride, "stride", 1)
+    s = as_pair(stride, "stride", 1)
     kernel = (draw.integers(1, 3), draw.integers(1, 3))
     extra = draw.choice([0, (s[0] - 1, s[1] - 1)])
-    p, d = _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+    p, d = as_pair(padding, "padding", 0), as_pair(dilation, "dilation", 1)
     # (side - 1) s - 2p + d (k - 1) + extra + 1 >= 1: enough input rows to cover the padding
     size = tuple(max(1, -((d_ * (k - 1) - 2 * p_) // s_) + 1) + draw.integers(0, 1)
                  for k, s_, p_, d_ in zip(kernel, s, p, d))
@@ -281,11 +233,11 @@ conv_transpose2d.defvjp(_conv_transpose2d_vjp_x, _conv_transpose2d_vjp_w)
 
 def _conv2d_weight_check(x, grad, kernel_size, stride=1, padding=0, dilation=1):
     x, grad = np.asarray(x), np.asarray(grad)
-    _check_images(x)
-    _check_images(grad, "grad")
-    kernel = _pair(kernel_size, "kernel_size", 1)
+    check_images(x)
+    check_images(grad, "grad")
+    kernel = as_pair(kernel_size, "kernel_size", 1)
     geometry = _geometry(stride, padding, dilation)
-    oh, ow = _output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
+    oh, ow = output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
     if grad.shape[0] != x.shape[0] or grad.shape[2:] != (oh, ow):
         raise ValueError(f"grad {grad.shape} does not fit input {x.shape} with kernel "
                          f"{kernel}: expected ({x.shape[0]}, O, {oh}, {ow})")
@@ -306,7 +258,7 @@ def conv2d_weight(x, grad, kernel_size, stride=1, padding=0, dilation=1):
     x, grad = np.asarray(x), np.asarray(grad)
     kernel, (stride, padding, dilation) = _conv2d_weight_check(x, grad, kernel_size, stride,
                                                                padding, dilation)
-    cols = _windows(x, kernel, stride, padding, dilation)
+    cols = image_windows(x, kernel, stride, padding, dilation)
     n, c, kh, kw, oh, ow = cols.shape
     o = grad.shape[1]
     per_image = np.matmul(grad.reshape(n, o, oh * ow),
@@ -317,7 +269,7 @@ def conv2d_weight(x, grad, kernel_size, stride=1, padding=0, dilation=1):
 def _conv2d_weight_vjp_x(grad_out, out, x, grad, kernel_size, stride=1, padding=0, dilation=1):
     """<conv2d_weight(x, g), V> = <conv2d(x, V), g>: in x, conv_transpose2d(g, V)."""
     geometry = _geometry(stride, padding, dilation)
-    extra = _leftover(np.shape(x)[2:], _pair(kernel_size, "kernel_size", 1), *geometry)
+    extra = _leftover(np.shape(x)[2:], as_pair(kernel_size, "kernel_size", 1), *geometry)
     return conv_transpose2d(grad, grad_out, stride=stride, padding=padding,
                             output_padding=extra, dilation=dilation)
 
@@ -338,10 +290,10 @@ conv2d_weight.defvjp(_conv2d_weight_vjp_x, _conv2d_weight_vjp_grad)
 
 def _im2col_check(x, kernel_size, stride=1, padding=0, dilation=1):
     x = np.asarray(x)
-    _check_images(x)
-    kernel = _pair(kernel_size, "kernel_size", 1)
+    check_images(x)
+    kernel = as_pair(kernel_size, "kernel_size", 1)
     geometry = _geometry(stride, padding, dilation)
-    _output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
+    output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
     return kernel, geometry
 
 
@@ -360,7 +312,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     window of x, (N, C, kH, kW, Ho, Wo), a read-only view of x (of a padded copy with padding)."""
     x = np.asarray(x)
     kernel, geometry = _im2col_check(x, kernel_size, stride, padding, dilation)
-    return _windows(x, kernel, *geometry)
+    return image_windows(x, kernel, *geometry)
 
 
 im2col.defvjp(lambda grad_out, out, x, kernel_size, stride=1, padding=0, dilation=1:
@@ -373,9 +325,9 @@ def _col2im_check(cols, size, stride=1, padding=0, dilation=1):
     cols = np.asarray(cols)
     if cols.ndim != 6:
         raise ValueError(f"cols must be 6-D (N, C, kH, kW, Ho, Wo), got shape {cols.shape}")
-    size = _pair(size, "size", 0)
+    size = as_pair(size, "size", 0)
     geometry = _geometry(stride, padding, dilation)
-    expected = _output_size(size, cols.shape[2:4], *geometry, f"cols {cols.shape}")
+    expected = output_size(size, cols.shape[2:4], *geometry, f"cols {cols.shape}")
     if cols.shape[4:] != expected:
         raise ValueError(f"cols {cols.shape} do not hold the windows of a {size} image: "
                          f"expected {expected} of them")

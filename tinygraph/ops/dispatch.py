@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops.arithmetic import cast
+from tinygraph.ops.reshaping import broadcast_to
 from tinygraph.primitive import REGISTRY, Primitive
 from tinygraph.state import STATE, refuse_leaving_the_graph
 from tinygraph.tensor import Tensor
@@ -117,14 +119,18 @@ def _is_op(candidate: Any) -> bool:
             and getattr(candidate, "__module__", "").startswith(_OP_MODULES))
 
 
-def _namespace(namespace: str) -> Any:
-    import tinygraph  # at call time: the op families are all loaded by then
+# Where ``resolve`` looks NumPy's names up: {"": the names of ``tinygraph``, "linalg": those of
+# ``tinygraph.linalg``}. The package stands above every op family, so it hands its namespaces
+# down (``look_up_ops_in``, called by tinygraph/__init__.py) rather than being imported here.
+_NAMESPACES: dict[str, dict[str, Any]] = {}
+_RESOLVED: dict[tuple[str, str], Callable[..., Any]] = {}  # ops found, by (namespace, name)
 
-    if namespace == "":
-        return tinygraph
-    if namespace == "linalg":
-        return tinygraph.linalg
-    return None
+
+def look_up_ops_in(namespace: str, names: dict[str, Any]) -> None:
+    """Let :func:`resolve` find the ops of ``numpy.<namespace>`` (namespace "" or "linalg")
+    among ``names``: a module's ``vars()``, read when a name is first asked."""
+    _NAMESPACES[namespace] = names
+    _RESOLVED.clear()
 
 
 def resolve(name: str, namespace: str = "") -> Callable[..., Any] | None:
@@ -137,12 +143,12 @@ def resolve(name: str, namespace: str = "") -> Callable[..., Any] | None:
     found = _RESOLVED.get((namespace, name))
     if found is not None:
         return found
-    module = _namespace(namespace)
-    if module is None:
+    known = _NAMESPACES.get(namespace)
+    if known is None:
         return None
     names = ALIASES.get(name, (name,)) if namespace == "" else (name,)
     for candidate in names:
-        found = getattr(module, candidate, None)
+        found = known.get(candidate)
         if found is not None and _is_op(found):
             break
     else:
@@ -151,9 +157,6 @@ def resolve(name: str, namespace: str = "") -> Callable[..., Any] | None:
     if found is not None:
         _RESOLVED[(namespace, name)] = found
     return found
-
-
-_RESOLVED: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 def qualified_name(function: Any) -> tuple[str, str]:
@@ -242,9 +245,6 @@ def _shape_only(function: Any, args: tuple, kwargs: dict) -> Any:
     if function is np.full_like:
         fill = args[1] if len(args) > 1 else kwargs.get("fill_value")
         if isinstance(fill, Tensor):  # a recorded broadcast of the Tensor fill value
-            from tinygraph.ops.elementwise import cast
-            from tinygraph.ops.shape import broadcast_to
-
             like = plain(args[0])
             dtype = kwargs.get("dtype")
             shape = kwargs.get("shape")
@@ -261,8 +261,6 @@ def astype(x: Any, dtype: Any) -> Any:
         method = getattr(x, "astype", None)
         if method is not None:
             return method(np.dtype(dtype))
-        from tinygraph.ops.elementwise import cast
-
         return cast(x, dtype=np.dtype(dtype))
     return np.asarray(x).astype(dtype)
 

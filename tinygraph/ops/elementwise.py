@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 
 from tinygraph.ops import arithmetic
-from tinygraph.ops._common import broadcast_explain, ufunc_into
+from tinygraph.ops._common import broadcast_explain, nonfinite_sample, ufunc_into, zero_vjp
 from tinygraph.ops.arithmetic import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.arithmetic import (
-    _nonfinite_sample,
-    _zero_vjp,
     equal,
     greater,
     isfinite,
@@ -94,7 +92,7 @@ def sign(x):
     return np.sign(x)
 
 
-sign.defvjp(_zero_vjp)
+sign.defvjp(zero_vjp)
 
 
 @primitive(sample=_steps_sample(0.0), forward_into=ufunc_into(np.floor))
@@ -103,7 +101,7 @@ def floor(x):
     return np.floor(x)
 
 
-floor.defvjp(_zero_vjp)
+floor.defvjp(zero_vjp)
 
 
 @primitive(sample=_steps_sample(0.0), forward_into=ufunc_into(np.ceil))
@@ -112,7 +110,7 @@ def ceil(x):
     return np.ceil(x)
 
 
-ceil.defvjp(_zero_vjp)
+ceil.defvjp(zero_vjp)
 
 
 @primitive(sample=_steps_sample(0.0), forward_into=ufunc_into(np.trunc))
@@ -121,7 +119,7 @@ def trunc(x):
     return np.trunc(x)
 
 
-trunc.defvjp(_zero_vjp)
+trunc.defvjp(zero_vjp)
 
 
 @primitive(sample=_steps_sample(-0.5), forward_into=ufunc_into(np.rint))
@@ -130,7 +128,7 @@ def rint(x):
     return np.rint(x)
 
 
-rint.defvjp(_zero_vjp)
+rint.defvjp(zero_vjp)
 
 
 def _round_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -145,7 +143,7 @@ def round(a, decimals=0):  # noqa: A001 - NumPy's name (shadows the builtin in t
     return np.round(a, decimals)
 
 
-round.defvjp(_zero_vjp)
+round.defvjp(zero_vjp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +240,7 @@ clip.defvjp(_clip_a_vjp, _clip_min_vjp, _clip_max_vjp)
 def _nan_to_num_sample(draw: Draw) -> tuple[tuple, dict]:
     # finite replacements for the infinities: the default (the largest float) would overflow
     # the checks' weighted sums
-    (x,), _ = _nonfinite_sample(draw)
+    (x,), _ = nonfinite_sample(draw)
     return (x,), {"nan": draw.choice([0.0, 1.5]), "posinf": 3.0, "neginf": -3.0}
 
 
@@ -300,7 +298,7 @@ def imag(val):
     return np.array(np.imag(val))  # a fresh array: NumPy's is a read-only view for real input
 
 
-imag.defvjp(_zero_vjp)  # a constant 0 on reals
+imag.defvjp(zero_vjp)  # a constant 0 on reals
 
 
 @primitive(sample=elementwise(1), forward_into=ufunc_into(np.conjugate))
@@ -324,7 +322,7 @@ def angle(z, deg=False):
     return np.angle(z, deg=deg)
 
 
-angle.defvjp(_zero_vjp)  # a step function on reals
+angle.defvjp(zero_vjp)  # a step function on reals
 
 
 @primitive(sample=elementwise(1))

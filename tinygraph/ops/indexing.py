@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops._common import as_operand, checked_axis, dtype_of, op_error
 from tinygraph.ops.elementwise import where
-from tinygraph.ops.reshaping import _axis, _dtype, _error, _operand, ravel
+from tinygraph.ops.reshaping import ravel
 from tinygraph.primitive import describe, primitive
 from tinygraph.sampling import Draw, array
 from tinygraph.state import STATE, refuse_leaving_the_graph
@@ -234,20 +235,20 @@ def _argpartition(a, kth, axis=-1):
 def sort(a: Any, axis: int | None = -1, kind: str | None = None) -> Any:
     """a sorted along ``axis`` (flattened when None): take_along_axis of its argsort, so the
     gradient follows the permutation (a tie gives each tied element its own position's)."""
-    a = _operand(a)
+    a = as_operand(a)
     if axis is None:
         a, axis = ravel(a), -1
-    _axis(axis, np.ndim(a), "sort", np.shape(a))
+    checked_axis(axis, np.ndim(a), "sort", np.shape(a))
     return take_along_axis(a, _argsort(a, axis=axis, kind=kind), axis=axis)
 
 
 def partition(a: Any, kth: int | Sequence[int], axis: int | None = -1) -> Any:
     """a rearranged so the kth element is where sorting would put it, smaller ones before and
     larger after: take_along_axis of its argpartition (the gradient follows the permutation)."""
-    a = _operand(a)
+    a = as_operand(a)
     if axis is None:
         a, axis = ravel(a), -1
-    _axis(axis, np.ndim(a), "partition", np.shape(a))
+    checked_axis(axis, np.ndim(a), "partition", np.shape(a))
     return take_along_axis(a, _argpartition(a, kth, axis=axis), axis=axis)
 
 
@@ -255,14 +256,14 @@ def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0)
     """Elementwise, the choice of the first condition that holds (``default`` where none does):
     nested where, the last condition innermost."""
     if len(condlist) != len(choicelist):
-        raise _error(ValueError, "select", f"{len(condlist)} conditions but {len(choicelist)} "
-                     "choices (they go in pairs)")
+        raise op_error(ValueError, "select", f"{len(condlist)} conditions but {len(choicelist)} "
+                       "choices (they go in pairs)")
     if not condlist:
-        raise _error(ValueError, "select", "needs at least one condition")
+        raise op_error(ValueError, "select", "needs at least one condition")
     for number, condition in enumerate(condlist):
-        if _dtype(condition) != np.bool_:
-            raise _error(TypeError, "select", f"condition {number} has dtype "
-                         f"{_dtype(condition)}, not bool")
+        if dtype_of(condition) != np.bool_:
+            raise op_error(TypeError, "select", f"condition {number} has dtype "
+                           f"{dtype_of(condition)}, not bool")
     result = default
     for condition, choice in zip(reversed(condlist), reversed(choicelist)):
         result = where(condition, choice, result)

@@ -15,13 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops._common import along, as_operand, checked_axis, op_error
 from tinygraph.ops.elementwise import cast
 from tinygraph.ops.indexing import getitem, scatter_add
 from tinygraph.ops.reshaping import (
-    _along,
-    _axis,
-    _error,
-    _operand,
     atleast_1d,
     atleast_2d,
     atleast_3d,
@@ -64,9 +61,10 @@ def _sequence(arrays: Any, op: str) -> list:
     if isinstance(arrays, np.ndarray):
         return list(arrays)
     if not isinstance(arrays, (list, tuple)):
-        raise _error(TypeError, op, f"takes a list or tuple of arrays, not {type(arrays).__name__}")
+        raise op_error(TypeError, op,
+                       f"takes a list or tuple of arrays, not {type(arrays).__name__}")
     if not arrays:
-        raise _error(ValueError, op, "needs at least one array")
+        raise op_error(ValueError, op, "needs at least one array")
     return list(arrays)
 
 
@@ -114,7 +112,7 @@ def concatenate_vjp(grad_out, out, *inputs, axis=0):
     sides = [int(np.size(x)) if axis is None else np.shape(x)[axis] for x in inputs]
     joined = 0 if axis is None else axis % np.ndim(out)
     ends = np.cumsum(sides).tolist()
-    pieces = [getitem(grad_out, index=_along(joined, slice(end - side, end)))
+    pieces = [getitem(grad_out, index=along(joined, slice(end - side, end)))
               for side, end in zip(sides, ends)]
     if axis is None:
         return tuple(reshape(piece, shape=np.shape(x)) for piece, x in zip(pieces, inputs))
@@ -131,12 +129,13 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0, dtype: Any = None) 
 
 def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     """Arrays of one shape joined along a new ``axis`` of the result."""
-    arrays = [_operand(x) for x in _sequence(arrays, "stack")]
+    arrays = [as_operand(x) for x in _sequence(arrays, "stack")]
     shapes = {tuple(np.shape(x)) for x in arrays}
     if len(shapes) > 1:
-        raise _error(ValueError, "stack", f"all inputs need the same shape, got {_shapes(arrays)}")
+        raise op_error(ValueError, "stack",
+                       f"all inputs need the same shape, got {_shapes(arrays)}")
     (shape,) = shapes
-    axis = _axis(axis, len(shape) + 1, "stack", shape)
+    axis = checked_axis(axis, len(shape) + 1, "stack", shape)
     wide = (*shape[:axis], 1, *shape[axis:])
     return concatenate_op(*[reshape(x, shape=wide) for x in arrays], axis=axis)
 
@@ -164,7 +163,7 @@ def column_stack(tup: Sequence[Any]) -> Any:
     """Arrays joined as columns: 1-D inputs become columns (n, 1), then along axis 1."""
     arrays = []
     for x in _sequence(tup, "column_stack"):
-        x = _operand(x)
+        x = as_operand(x)
         arrays.append(reshape(x, shape=(-1, 1)) if np.ndim(x) < 2 else x)
     return concatenate_op(*arrays, axis=1)
 
@@ -173,28 +172,28 @@ def append(arr: Any, values: Any, axis: int | None = None) -> Any:
     """``values`` joined after ``arr`` along ``axis`` (both flattened when it is None)."""
     if axis is None:
         return concatenate_op(ravel(arr), ravel(values), axis=0)
-    return concatenate_op(_operand(arr), _operand(values), axis=axis)
+    return concatenate_op(as_operand(arr), as_operand(values), axis=axis)
 
 
 def _split(op: str, ary: Any, indices_or_sections: Any, axis: int, equal: bool) -> list:
     """The pieces of ``ary`` along ``axis``: basic slices (views), each a getitem."""
-    ary = _operand(ary)
+    ary = as_operand(ary)
     shape = np.shape(ary)
-    axis = _axis(axis, len(shape), op, shape)
+    axis = checked_axis(axis, len(shape), op, shape)
     side = shape[axis]
     if np.ndim(indices_or_sections) == 0:
         sections = operator.index(indices_or_sections)
         if sections <= 0:
-            raise _error(ValueError, op, f"the number of sections must be > 0, got {sections}")
+            raise op_error(ValueError, op, f"the number of sections must be > 0, got {sections}")
         each, extra = divmod(side, sections)
         if equal and extra:
-            raise _error(ValueError, op, f"axis {axis} of shape {shape} does not divide into "
-                         f"{sections} equal sections (array_split allows unequal ones)")
+            raise op_error(ValueError, op, f"axis {axis} of shape {shape} does not divide into "
+                           f"{sections} equal sections (array_split allows unequal ones)")
         sizes = [each + 1] * extra + [each] * (sections - extra)
         bounds = [0, *np.cumsum(sizes).tolist()]
     else:
         bounds = [0, *(operator.index(i) for i in indices_or_sections), side]
-    return [getitem(ary, index=_along(axis, slice(start, stop)))
+    return [getitem(ary, index=along(axis, slice(start, stop)))
             for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
@@ -210,7 +209,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
 
 def _split_at_least(op: str, ary: Any, ndim: int, axis: int, indices_or_sections: Any) -> list:
     if np.ndim(ary) < ndim:
-        raise _error(ValueError, op, f"needs at least {ndim} dims, got shape {np.shape(ary)}")
+        raise op_error(ValueError, op, f"needs at least {ndim} dims, got shape {np.shape(ary)}")
     return _split(op, ary, indices_or_sections, axis, equal=True)
 
 
@@ -239,16 +238,16 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
     One count: a reshape, a broadcast and a reshape (the gradient sums the copies); one count
     per element: a getitem with the repeated positions (the gradient scatter-adds them).
     """
-    a = _operand(a)
+    a = as_operand(a)
     if axis is None:
         a, axis = ravel(a), 0
     shape = np.shape(a)
-    axis = _axis(axis, len(shape), "repeat", shape)
+    axis = checked_axis(axis, len(shape), "repeat", shape)
     counts = np.asarray(repeats)
     if counts.dtype.kind not in "iu":
-        raise _error(TypeError, "repeat", f"repeats must be integers, got {counts.dtype}")
+        raise op_error(TypeError, "repeat", f"repeats must be integers, got {counts.dtype}")
     if (counts < 0).any():
-        raise _error(ValueError, "repeat", "repeats may not be negative")
+        raise op_error(ValueError, "repeat", "repeats may not be negative")
     side = shape[axis]
     if counts.size == 1 and counts.ndim <= 1:
         count = int(counts.reshape(()))
@@ -257,9 +256,9 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Any:
         joined = (*shape[:axis], side * count, *shape[axis + 1:])
         return reshape(broadcast_to(reshape(a, shape=inner), shape=copies), shape=joined)
     if counts.shape != (side,):
-        raise _error(ValueError, "repeat", f"{counts.size} repeats for axis {axis} of shape "
-                     f"{shape} (need 1 or {side})")
-    return getitem(a, index=_along(axis, np.repeat(np.arange(side), counts)))
+        raise op_error(ValueError, "repeat", f"{counts.size} repeats for axis {axis} of shape "
+                       f"{shape} (need 1 or {side})")
+    return getitem(a, index=along(axis, np.repeat(np.arange(side), counts)))
 
 
 def tile(A: Any, reps: int | Sequence[int]) -> Any:
@@ -268,11 +267,11 @@ def tile(A: Any, reps: int | Sequence[int]) -> Any:
     A reshape that puts a size-1 axis before each axis, a broadcast to the repeat counts, and a
     reshape that merges each pair: the gradient sums the copies.
     """
-    A = _operand(A)
+    A = as_operand(A)
     reps = (reps,) if np.ndim(reps) == 0 else tuple(reps)
     reps = tuple(operator.index(r) for r in reps)
     if any(r < 0 for r in reps):
-        raise _error(ValueError, "tile", f"repetitions may not be negative, got {reps}")
+        raise op_error(ValueError, "tile", f"repetitions may not be negative, got {reps}")
     shape = np.shape(A)
     ndim = max(len(shape), len(reps))
     shape = (1,) * (ndim - len(shape)) + tuple(shape)

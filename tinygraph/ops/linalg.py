@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops._common import as_operand, dtype_of, op_error
 from tinygraph.ops.elementwise import mul, where
 from tinygraph.ops.matrix import SlogdetResult as SlogdetResult
 from tinygraph.ops.matrix import det as det
@@ -31,16 +32,13 @@ from tinygraph.ops.matrix import slogdet as slogdet
 from tinygraph.ops.matrix import solve as solve
 from tinygraph.ops.matrix import solve_vjp as solve_vjp
 from tinygraph.ops.products import (
-    _as_input,
-    _dtype,
-    _moved,
-    _refuse,
     dot,
     einsum,
     matmul,
     tensordot,
 )
 from tinygraph.ops.reductions import reduce_sum
+from tinygraph.ops.reshaping import moved
 from tinygraph.ops.shape import reshape, scatter_add
 from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array
@@ -68,23 +66,23 @@ __all__ = [
 
 def outer(a: Any, b: Any) -> Any:
     """np.outer: out[i, j] = a[i] * b[j] over both inputs flattened."""
-    return mul(reshape(_as_input(a), shape=(-1, 1)), reshape(_as_input(b), shape=(1, -1)))
+    return mul(reshape(as_operand(a), shape=(-1, 1)), reshape(as_operand(b), shape=(1, -1)))
 
 
 def inner(a: Any, b: Any) -> Any:
     """np.inner: the sum of products over the last axes (a plain product for a scalar)."""
-    a, b = _as_input(a), _as_input(b)
+    a, b = as_operand(a), as_operand(b)
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return mul(a, b)
     if np.shape(a)[-1] != np.shape(b)[-1]:
-        raise _refuse("inner", f"shapes {np.shape(a)} and {np.shape(b)}: the last axes "
-                               f"{np.shape(a)[-1]} and {np.shape(b)[-1]} differ")
+        raise op_error(ValueError, "inner", f"shapes {np.shape(a)} and {np.shape(b)}: the last "
+                       f"axes {np.shape(a)[-1]} and {np.shape(b)[-1]} differ")
     return tensordot(a, b, axes=((-1,), (-1,)))
 
 
 def kron(a: Any, b: Any) -> Any:
     """np.kron: the block matrix of blocks a[i, j] * b (the shorter shape padded with 1s)."""
-    a, b = _as_input(a), _as_input(b)
+    a, b = as_operand(a), as_operand(b)
     ndim = max(np.ndim(a), np.ndim(b))
     a_shape = (1,) * (ndim - np.ndim(a)) + np.shape(a)
     b_shape = (1,) * (ndim - np.ndim(b)) + np.shape(b)
@@ -105,19 +103,19 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
           axis: int | None = None) -> Any:
     """np.cross of 3-vectors: c_i = epsilon_ijk a_j b_k, vectors along axisa, axisb, axisc
     (``axis`` sets all three), other axes broadcast."""
-    a, b = _as_input(a), _as_input(b)
+    a, b = as_operand(a), as_operand(b)
     if axis is not None:
         axisa = axisb = axisc = axis
     if np.ndim(a) == 0 or np.ndim(b) == 0:
-        raise _refuse("cross", f"shapes {np.shape(a)} and {np.shape(b)}: need vectors")
-    a = _moved(a, axisa % np.ndim(a), np.ndim(a) - 1)
-    b = _moved(b, axisb % np.ndim(b), np.ndim(b) - 1)
+        raise op_error(ValueError, "cross", f"shapes {np.shape(a)} and {np.shape(b)}: need vectors")
+    a = moved(a, axisa % np.ndim(a), np.ndim(a) - 1)
+    b = moved(b, axisb % np.ndim(b), np.ndim(b) - 1)
     if np.shape(a)[-1] != 3 or np.shape(b)[-1] != 3:
-        raise _refuse("cross", f"vectors of {np.shape(a)[-1]} and {np.shape(b)[-1]} components "
-                               "(only 3-vectors are supported)")
-    product = einsum("ijk,...j,...k->...i", _levi_civita(np.result_type(_dtype(a), _dtype(b))),
+        raise op_error(ValueError, "cross", f"vectors of {np.shape(a)[-1]} and "
+                       f"{np.shape(b)[-1]} components (only 3-vectors are supported)")
+    product = einsum("ijk,...j,...k->...i", _levi_civita(np.result_type(dtype_of(a), dtype_of(b))),
                      a, b)
-    return _moved(product, np.ndim(product) - 1, axisc % np.ndim(product))
+    return moved(product, np.ndim(product) - 1, axisc % np.ndim(product))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,36 +155,36 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
 def diagonal_vjp(grad_out, out, x, offset=0, axis1=0, axis2=1):
     """The cotangent goes back onto the diagonal; zero elsewhere."""
     index, position = _diagonal_index(np.shape(x), offset, axis1, axis2)
-    return scatter_add(_moved(grad_out, np.ndim(grad_out) - 1, position), index=index,
+    return scatter_add(moved(grad_out, np.ndim(grad_out) - 1, position), index=index,
                        shape=np.shape(x))
 
 
 def matrix_trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     """np.trace: the sum of diagonal(a, offset, axis1, axis2) over its last axis."""
-    a = _as_input(a)
+    a = as_operand(a)
     if np.ndim(a) < 2:
-        raise _refuse("trace", f"shape {np.shape(a)}: needs at least 2 dimensions")
+        raise op_error(ValueError, "trace", f"shape {np.shape(a)}: needs at least 2 dimensions")
     return reduce_sum(diagonal(a, offset=offset, axis1=axis1, axis2=axis2), axis=-1)
 
 
 def diag(v: Any, k: int = 0) -> Any:
     """np.diag: a 1-D v laid on the k-th diagonal of a square matrix; a 2-D v's k-th diagonal."""
-    v = _as_input(v)
+    v = as_operand(v)
     shape = np.shape(v)
     if len(shape) == 2:
         return diagonal(v, offset=k)
     if len(shape) != 1:
-        raise _refuse("diag", f"shape {shape}: the input must be 1-D or 2-D")
+        raise op_error(ValueError, "diag", f"shape {shape}: the input must be 1-D or 2-D")
     side = shape[0] + abs(k)
     steps = np.arange(shape[0])
     return scatter_add(v, index=(steps - min(k, 0), steps + max(k, 0)), shape=(side, side))
 
 
 def _triangle(name: str, m: Any, keep_lower: bool, k: int) -> Any:
-    m = _as_input(m)
+    m = as_operand(m)
     shape = np.shape(m)
     if not shape:
-        raise _refuse(name, "a 0-d input has no diagonal")
+        raise op_error(ValueError, name, "a 0-d input has no diagonal")
     lower = np.tri(*shape[-2:], k=k if keep_lower else k - 1, dtype=bool)
     return where(lower, m, 0) if keep_lower else where(lower, 0, m)
 

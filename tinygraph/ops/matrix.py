@@ -11,10 +11,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tinygraph.ops._common import normalize_axes, with_kept_dims
+from tinygraph.ops._common import normalize_axes, op_error, with_kept_dims
 from tinygraph.ops.elementwise import cast, equal, greater, less, power, where
-from tinygraph.ops.products import _refuse, _swap_last, matmul
+from tinygraph.ops.products import matmul
 from tinygraph.ops.reductions import reduce_max, reduce_sum
+from tinygraph.ops.reshaping import swap_last
 from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array, distinct_array
 
@@ -67,7 +68,7 @@ def inv(a):
 
 
 # d(a^-1) = -a^-1 da a^-1, so the cotangent is -a^-T grad_out a^-T
-inv.defvjp(lambda grad_out, out, a: -matmul(_swap_last(out), matmul(grad_out, _swap_last(out))))
+inv.defvjp(lambda grad_out, out, a: -matmul(swap_last(out), matmul(grad_out, swap_last(out))))
 
 
 def _solve_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -107,8 +108,8 @@ def solve_vjp(grad_out, out, a, b):
     vector = np.ndim(b) == 1
     grad, x = (grad_out.reshape((*np.shape(grad_out), 1)), out.reshape((*np.shape(out), 1))) \
         if vector else (grad_out, out)
-    grad_b = solve(_swap_last(a), grad)
-    grad_a = -matmul(grad_b, _swap_last(x))
+    grad_b = solve(swap_last(a), grad)
+    grad_a = -matmul(grad_b, swap_last(x))
     return grad_a, grad_b.reshape(np.shape(grad_b)[:-1]) if vector else grad_b
 
 
@@ -119,7 +120,7 @@ def det(a):
 
 
 # d det(a)/da = det(a) a^-T (Jacobi's formula)
-det.defvjp(lambda grad_out, out, a: _matrices(grad_out * out) * _swap_last(inv(a)))
+det.defvjp(lambda grad_out, out, a: _matrices(grad_out * out) * swap_last(inv(a)))
 
 
 @primitive(name="logabsdet", sample=_square_sample, explain=_square_explain)
@@ -129,7 +130,7 @@ def logabsdet(a):
 
 
 # d log|det a|/da = a^-T
-logabsdet.defvjp(lambda grad_out, out, a: _matrices(grad_out) * _swap_last(inv(a)))
+logabsdet.defvjp(lambda grad_out, out, a: _matrices(grad_out) * swap_last(inv(a)))
 
 
 # Not registered: a sign has derivative 0, and the registry's mask check expects booleans.
@@ -150,7 +151,7 @@ def slogdet(a: Any) -> SlogdetResult:
     """(sign, log |det a|) as np.linalg.slogdet; the sign is a constant with no derivative."""
     reason = _not_square(np.shape(a))
     if reason:
-        raise _refuse("slogdet", reason)
+        raise op_error(ValueError, "slogdet", reason)
     return SlogdetResult(_slogdet_sign(a), logabsdet(a))
 
 

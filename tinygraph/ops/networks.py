@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.ops.convolution import Pair as Pair
+from tinygraph.ops._common import Pair as Pair
 from tinygraph.ops.convolution import col2im as col2im
 from tinygraph.ops.convolution import conv2d, conv_transpose2d
 from tinygraph.ops.convolution import conv2d_weight as conv2d_weight

@@ -31,7 +31,7 @@ from tinygraph.ops.elementwise import (
     sub,
     tanh,
 )
-from tinygraph.ops.linalg import matmul
+from tinygraph.ops.linalg import dot, matmul
 from tinygraph.ops.reductions import (
     argmax,
     argmin,
@@ -42,7 +42,16 @@ from tinygraph.ops.reductions import (
     std,
     var,
 )
-from tinygraph.ops.shape import getitem, plain_index, reshape, transpose
+from tinygraph.ops.shape import (
+    flatten,
+    getitem,
+    plain_index,
+    ravel,
+    reshape,
+    squeeze,
+    swapaxes,
+    transpose,
+)
 from tinygraph.state import STATE, current, refuse_leaving_the_graph
 from tinygraph.tensor import Tensor, mark_changed
 
@@ -118,10 +127,8 @@ def _in_place(ufunc: np.ufunc, symbol: str, out_of_place: Any) -> Any:
 
 
 def _install_operators() -> None:
-    # Ops of other families are looked up in the package when called (``ops.squeeze``): the
-    # methods do not fix which module defines them.
-    from tinygraph import composites, ops
-
+    # Each method calls its op as its family's face exports it (``tinygraph.ops.shape``, ...).
+    # ``t.mean()`` is installed by tinygraph.composites, where ``mean`` is defined.
     operators = {
         "__add__": lambda self, other: add(self, other),
         "__radd__": lambda self, other: add(other, self),
@@ -159,7 +166,6 @@ def _install_operators() -> None:
         "T": property(lambda self: transpose(self)),
         "sum": lambda self, axis=None, keepdims=False: reduce_sum(self, axis=axis,
                                                                    keepdims=keepdims),
-        "mean": lambda self, axis=None, keepdims=False: composites.mean(self, axis, keepdims),
         "max": lambda self, axis=None, keepdims=False: reduce_max(self, axis=axis,
                                                                    keepdims=keepdims),
         "min": lambda self, axis=None, keepdims=False: reduce_min(self, axis=axis,
@@ -172,11 +178,11 @@ def _install_operators() -> None:
         "argmax": lambda self, axis=None, keepdims=False: argmax(self, axis, keepdims),
         "argmin": lambda self, axis=None, keepdims=False: argmin(self, axis, keepdims),
         "reshape": lambda self, *shape: reshape(self, shape=_shape_args(shape)),
-        "ravel": lambda self: ops.ravel(self),
-        "flatten": lambda self: ops.flatten(self),
-        "squeeze": lambda self, axis=None: ops.squeeze(self, axis=axis),
-        "swapaxes": lambda self, axis1, axis2: ops.swapaxes(self, axis1, axis2),
-        "dot": lambda self, other: ops.dot(self, other),
+        "ravel": lambda self: ravel(self),
+        "flatten": lambda self: flatten(self),
+        "squeeze": lambda self, axis=None: squeeze(self, axis=axis),
+        "swapaxes": lambda self, axis1, axis2: swapaxes(self, axis1, axis2),
+        "dot": lambda self, other: dot(self, other),
         "astype": _astype,
         "__float__": lambda self: _python_number(self, float),
         "__int__": lambda self: _python_number(self, int),

@@ -12,14 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.ops.convolution import (
-    Pair,
-    _check_images,
-    _output_size,
-    _pair,
-    _windows,
-    col2im,
-)
+from tinygraph.ops._common import Pair, as_pair, check_images, image_windows, output_size
+from tinygraph.ops.convolution import col2im
 from tinygraph.ops.elementwise import mul
 from tinygraph.ops.shape import broadcast_to, reshape
 from tinygraph.primitive import primitive
@@ -49,14 +43,14 @@ class _Shape:
 
 def _pool_geometry(x: Any, kernel_size: Any, stride: Any, padding: Any,
                    ) -> tuple[Pair, Pair, Pair, Pair]:
-    _check_images(x)
-    kernel = _pair(kernel_size, "kernel_size", 1)
-    stride = kernel if stride is None else _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
+    check_images(x)
+    kernel = as_pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else as_pair(stride, "stride", 1)
+    padding = as_pair(padding, "padding", 0)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"padding {padding} must be at most half the kernel {kernel} (a "
                          "window would hold padding only)")
-    size = _output_size(x.shape[2:], kernel, stride, padding, (1, 1), f"input {x.shape}")
+    size = output_size(x.shape[2:], kernel, stride, padding, (1, 1), f"input {x.shape}")
     return kernel, stride, padding, size
 
 
@@ -81,12 +75,12 @@ def _reduce_windows(windows: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
 
 def _pool_sample(draw: Draw, distinct: bool) -> tuple[tuple, dict]:
     kernel = draw.choice([1, 2, 3, (2, 3)])
-    pair = _pair(kernel, "kernel_size", 1)
+    pair = as_pair(kernel, "kernel_size", 1)
     stride = draw.choice([None, 1, 2, (2, 1)])
     padding = draw.choice([0, (pair[0] // 2, pair[1] // 2)])
-    steps = pair if stride is None else _pair(stride, "stride", 1)
+    steps = pair if stride is None else as_pair(stride, "stride", 1)
     size = tuple(max(1, k - 2 * p) + draw.integers(0, 2) * s
-                 for k, s, p in zip(pair, steps, _pair(padding, "padding", 0)))
+                 for k, s, p in zip(pair, steps, as_pair(padding, "padding", 0)))
     shape = (draw.integers(1, 2), draw.integers(1, 2), *size)
     # distinct values: every window has one maximum, far from a tie (max_pool2d's kink)
     x = distinct_array(draw, shape) if distinct else array(draw, shape)
@@ -100,7 +94,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     (stride defaults to the kernel; the padding is -inf, so it never wins)."""
     x = np.asarray(x)
     kernel, stride, padding, _ = _pool_geometry(x, kernel_size, stride, padding)
-    return _reduce_windows(_windows(x, kernel, stride, padding, (1, 1), fill=_lowest(x.dtype)),
+    return _reduce_windows(image_windows(x, kernel, stride, padding, (1, 1), fill=_lowest(x.dtype)),
                            np.maximum)
 
 
@@ -111,7 +105,7 @@ def max_pool2d_mask(x, out, kernel_size, stride, padding):
     (t entries tie for it), else 0. Derivative 0: the maxima move only at ties."""
     x = np.asarray(x)
     kernel, stride, padding, _ = _pool_geometry(x, kernel_size, stride, padding)
-    windows = _windows(x, kernel, stride, padding, (1, 1), fill=_lowest(x.dtype))
+    windows = image_windows(x, kernel, stride, padding, (1, 1), fill=_lowest(x.dtype))
     mask = np.empty(windows.shape, dtype=np.result_type(out, np.float16))
     for i in range(kernel[0]):
         for j in range(kernel[1]):
@@ -143,7 +137,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     (stride defaults to the kernel; zero padding counts in the mean, as PyTorch's default)."""
     x = np.asarray(x)
     kernel, stride, padding, _ = _pool_geometry(x, kernel_size, stride, padding)
-    total = _reduce_windows(_windows(x, kernel, stride, padding, (1, 1)), np.add)
+    total = _reduce_windows(image_windows(x, kernel, stride, padding, (1, 1)), np.add)
     return np.divide(total, kernel[0] * kernel[1], out=total if total.dtype.kind == "f"
                      else None)
 

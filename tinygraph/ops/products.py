@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.ops.shape import transpose
-from tinygraph.primitive import describe, primitive, user_site
+from tinygraph.ops.reshaping import moved, permuted, swap_last
+from tinygraph.primitive import describe, primitive
 from tinygraph.sampling import Draw, array
 from tinygraph.tensor import Tensor
 
@@ -69,13 +69,6 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
-def _swap_last(x: Any) -> Any:
-    """x with its last two axes swapped (the matrix transpose of a stack)."""
-    axes = list(range(np.ndim(x)))
-    axes[-2:] = axes[-1], axes[-2]
-    return transpose(x, axes=tuple(axes))
-
-
 def _column(x: Any) -> Any:
     """x[..., None]: a trailing axis of size 1."""
     return x.reshape((*np.shape(x), 1))
@@ -91,7 +84,7 @@ def _matmul_vjp_a(grad_out, out, a, b):
         return product.reshape(np.shape(product)[:-1])
     if b_ndim == 2:
         return matmul(grad_out, b.T)
-    return matmul(grad_out, _swap_last(b))
+    return matmul(grad_out, swap_last(b))
 
 
 def _matmul_vjp_b(grad_out, out, a, b):
@@ -103,45 +96,14 @@ def _matmul_vjp_b(grad_out, out, a, b):
         row = grad_out.reshape((*np.shape(grad_out)[:-1], 1, np.shape(grad_out)[-1]))
         return _column(a) * row
     if b_ndim == 1:
-        product = matmul(_swap_last(a), _column(grad_out))
+        product = matmul(swap_last(a), _column(grad_out))
         return product.reshape(np.shape(product)[:-1])
     if a_ndim == 2:
         return matmul(a.T, grad_out)
-    return matmul(_swap_last(a), grad_out)
+    return matmul(swap_last(a), grad_out)
 
 
 matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers: inputs of composites, axes, errors
-# ---------------------------------------------------------------------------------------------
-
-def _as_input(x: Any) -> Any:
-    """A Tensor as it is; anything else (lists, numbers) as a NumPy array."""
-    return x if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _dtype(x: Any) -> np.dtype:
-    return x.dtype if isinstance(x, (Tensor, np.ndarray, np.generic)) else np.asarray(x).dtype
-
-
-def _refuse(op: str, reason: str) -> ValueError:
-    """The one-line error of a composite: the op, the reason with shapes, the user's line."""
-    return ValueError(f"{op}: {reason} (at {user_site()})")
-
-
-def _permuted(x: Any, order: Any) -> Any:
-    """transpose(x, order), skipped when ``order`` keeps every axis in place."""
-    order = tuple(int(axis) for axis in order)
-    return x if order == tuple(range(len(order))) else transpose(x, axes=order)
-
-
-def _moved(x: Any, source: int, destination: int) -> Any:
-    """x with axis ``source`` moved to ``destination`` (np.moveaxis; both normalized)."""
-    axes = list(range(np.ndim(x)))
-    axes.insert(destination, axes.pop(source))
-    return _permuted(x, axes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +154,7 @@ def _dot_vjp_b(grad_out, out, a, b):
     if a_ndim == 0 or b_ndim == 0:
         return grad_out * a
     lead = tuple(range(a_ndim - 1))
-    return _moved(tensordot(a, grad_out, axes=(lead, lead)), 0, _dot_contracted_axis(b_ndim))
+    return moved(tensordot(a, grad_out, axes=(lead, lead)), 0, _dot_contracted_axis(b_ndim))
 
 
 dot.defvjp(_dot_vjp_a, _dot_vjp_b)
@@ -257,7 +219,7 @@ def _tensordot_vjp_a(grad_out, out, a, b, axes=2):
     product = tensordot(grad_out, b, axes=(tuple(range(len(a_free), np.ndim(grad_out))), b_free))
     # product's axes: a's free axes, then a's summed axes in the order b holds their partners
     held = a_free + [axes_a[i] for i in np.argsort(axes_b)]
-    return _permuted(product, np.argsort(held))
+    return permuted(product, np.argsort(held))
 
 
 def _tensordot_vjp_b(grad_out, out, a, b, axes=2):
@@ -267,7 +229,7 @@ def _tensordot_vjp_b(grad_out, out, a, b, axes=2):
     b_free = [axis for axis in range(np.ndim(b)) if axis not in axes_b]
     product = tensordot(a, grad_out, axes=(a_free, tuple(range(len(a_free)))))
     held = [axes_b[i] for i in np.argsort(axes_a)] + b_free
-    return _permuted(product, np.argsort(held))
+    return permuted(product, np.argsort(held))
 
 
 tensordot.defvjp(_tensordot_vjp_a, _tensordot_vjp_b)

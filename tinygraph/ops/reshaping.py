@@ -5,7 +5,9 @@ Part of the shape family, whose every name :mod:`~tinygraph.ops.shape` re-export
 else here is a composite: a plain function built from those primitives (squeeze, expand_dims,
 ravel, atleast_1d, swapaxes, moveaxis, rot90, ...), so it needs no rule of its own, works on
 arrays (returning arrays) and on Tensors (recording nodes), and is differentiable to any order
-through its parts. The helpers below serve the composites of the whole family.
+through its parts. The helpers of the composites (operands, axes, one-line errors) are in
+:mod:`~tinygraph.ops._common`; the axis permutations that other families' rules use
+(``permuted``, ``moved``, ``swap_last``, not exported) are here, next to ``transpose``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.ops._common import normalize_axes
-from tinygraph.primitive import primitive, user_site
+from tinygraph.ops._common import (
+    as_operand,
+    checked_axes,
+    checked_axis,
+    normalize_axes,
+    op_error,
+)
+from tinygraph.primitive import primitive
 from tinygraph.sampling import Draw, array
-from tinygraph.tensor import Tensor
 
 __all__ = [
     "unbroadcast",
@@ -42,50 +49,6 @@ __all__ = [
     "moveaxis",
     "rollaxis",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers for the composites: operands, axes, errors that name the op and the caller's line
-# ---------------------------------------------------------------------------------------------
-
-def _operand(x: Any) -> Any:
-    """A Tensor as it is; anything else (numbers, lists) as a NumPy array."""
-    return x if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _dtype(x: Any) -> np.dtype:
-    return x.dtype if isinstance(x, (Tensor, np.ndarray, np.generic)) else np.asarray(x).dtype
-
-
-def _error(kind: type[Exception], op: str, message: str) -> Exception:
-    """A one-line error of ``kind`` naming the op and the line the user wrote."""
-    return kind(f"{op}: {message} (at {user_site()})")
-
-
-def _axis(axis: Any, ndim: int, op: str, shape: tuple[int, ...]) -> int:
-    """``axis`` in [0, ndim), from NumPy's [-ndim, ndim)."""
-    try:
-        index = operator.index(axis)
-    except TypeError:
-        raise _error(TypeError, op, f"axis must be an integer, not {axis!r}") from None
-    if not -ndim <= index < ndim:
-        raise _error(np.exceptions.AxisError, op,
-                     f"axis {axis} is out of bounds for {ndim} dims (input shape {shape})")
-    return index % ndim
-
-
-def _axes(axis: Any, ndim: int, op: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One axis or a tuple of distinct axes, each in [0, ndim)."""
-    axes = tuple(_axis(a, ndim, op, shape) for a in (
-        axis if isinstance(axis, (tuple, list)) else (axis,)))
-    if len(set(axes)) != len(axes):
-        raise _error(ValueError, op, f"repeated axis in {axis}")
-    return axes
-
-
-def _along(axis: int, index: Any) -> tuple:
-    """An index that applies ``index`` to axis ``axis`` and keeps every axis before it whole."""
-    return (slice(None),) * axis + (index,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,27 +165,50 @@ def transpose_vjp(grad_out, out, x, axes=None):
     return (transpose(grad_out, axes=inverse),)
 
 
+# Axis permutations for the rules of other families (matmul, dot, tensordot, inv, cross, ...): on
+# axes already normalized, with no checks, and no node where nothing moves. Not exported.
+
+def permuted(x: Any, order: Any) -> Any:
+    """transpose(x, order), skipped when ``order`` keeps every axis in place."""
+    order = tuple(int(axis) for axis in order)
+    return x if order == tuple(range(len(order))) else transpose(x, axes=order)
+
+
+def moved(x: Any, source: int, destination: int) -> Any:
+    """x with axis ``source`` moved to ``destination`` (np.moveaxis; both normalized)."""
+    axes = list(range(np.ndim(x)))
+    axes.insert(destination, axes.pop(source))
+    return permuted(x, axes)
+
+
+def swap_last(x: Any) -> Any:
+    """x with its last two axes swapped (the matrix transpose of a stack)."""
+    axes = list(range(np.ndim(x)))
+    axes[-2:] = axes[-1], axes[-2]
+    return transpose(x, axes=tuple(axes))
+
+
 def squeeze(a: Any, axis: int | tuple[int, ...] | None = None) -> Any:
     """a without the size-1 axes named (all of them when ``axis`` is None): a reshape."""
-    a = _operand(a)
+    a = as_operand(a)
     shape = np.shape(a)
     if axis is None:
         axes = tuple(i for i, side in enumerate(shape) if side == 1)
     else:
-        axes = _axes(axis, len(shape), "squeeze", shape)
+        axes = checked_axes(axis, len(shape), "squeeze", shape)
         for i in axes:
             if shape[i] != 1:
-                raise _error(ValueError, "squeeze",
-                             f"axis {i} of shape {shape} has size {shape[i]}, not 1")
+                raise op_error(ValueError, "squeeze",
+                               f"axis {i} of shape {shape} has size {shape[i]}, not 1")
     return reshape(a, shape=tuple(side for i, side in enumerate(shape) if i not in axes))
 
 
 def expand_dims(a: Any, axis: int | tuple[int, ...]) -> Any:
     """a with new size-1 axes at the positions ``axis`` of the result: a reshape."""
-    a = _operand(a)
+    a = as_operand(a)
     shape = np.shape(a)
     count = len(axis) if isinstance(axis, (tuple, list)) else 1
-    axes = _axes(axis, len(shape) + count, "expand_dims", shape)
+    axes = checked_axes(axis, len(shape) + count, "expand_dims", shape)
     sides = iter(shape)
     return reshape(a, shape=tuple(1 if i in axes else next(sides)
                                   for i in range(len(shape) + count)))
@@ -231,8 +217,8 @@ def expand_dims(a: Any, axis: int | tuple[int, ...]) -> Any:
 def ravel(a: Any, order: str = "C") -> Any:
     """a as one dimension, in row-major order: a reshape (a view where NumPy's is one)."""
     if order != "C":
-        raise _error(ValueError, "ravel", f"only order='C' is supported, not {order!r}")
-    return reshape(_operand(a), shape=(-1,))
+        raise op_error(ValueError, "ravel", f"only order='C' is supported, not {order!r}")
+    return reshape(as_operand(a), shape=(-1,))
 
 
 flatten = ravel  # ndarray.flatten's name; a Tensor is never written in place, so a view serves
@@ -240,7 +226,7 @@ flatten = ravel  # ndarray.flatten's name; a Tensor is never written in place, s
 
 def _atleast(x: Any, ndim: int) -> Any:
     """x reshaped to at least ``ndim`` dims, as NumPy's atleast_1d/2d/3d place the new axes."""
-    x = _operand(x)
+    x = as_operand(x)
     shape = tuple(np.shape(x))
     if len(shape) >= ndim:
         return x
@@ -269,9 +255,9 @@ def atleast_3d(*arys: Any) -> Any:
 
 def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
     """a with two axes exchanged: a transpose."""
-    a = _operand(a)
+    a = as_operand(a)
     shape = np.shape(a)
-    first, second = (_axis(axis, len(shape), "swapaxes", shape) for axis in (axis1, axis2))
+    first, second = (checked_axis(axis, len(shape), "swapaxes", shape) for axis in (axis1, axis2))
     axes = list(range(len(shape)))
     axes[first], axes[second] = second, first
     return transpose(a, axes=tuple(axes))
@@ -279,13 +265,13 @@ def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
 
 def moveaxis(a: Any, source: int | Sequence[int], destination: int | Sequence[int]) -> Any:
     """a with the axes ``source`` moved to the positions ``destination``: a transpose."""
-    a = _operand(a)
+    a = as_operand(a)
     shape = np.shape(a)
-    sources = _axes(source, len(shape), "moveaxis", shape)
-    targets = _axes(destination, len(shape), "moveaxis", shape)
+    sources = checked_axes(source, len(shape), "moveaxis", shape)
+    targets = checked_axes(destination, len(shape), "moveaxis", shape)
     if len(sources) != len(targets):
-        raise _error(ValueError, "moveaxis", f"{len(sources)} source axes but "
-                     f"{len(targets)} destinations")
+        raise op_error(ValueError, "moveaxis", f"{len(sources)} source axes but "
+                       f"{len(targets)} destinations")
     rest = iter(i for i in range(len(shape)) if i not in sources)
     placed = dict(zip(targets, sources))
     return transpose(a, axes=tuple(placed[i] if i in placed else next(rest)
@@ -294,13 +280,13 @@ def moveaxis(a: Any, source: int | Sequence[int], destination: int | Sequence[in
 
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
     """a with ``axis`` moved to sit before the axis now at ``start``: a transpose."""
-    a = _operand(a)
+    a = as_operand(a)
     shape = np.shape(a)
     ndim = len(shape)
-    axis = _axis(axis, ndim, "rollaxis", shape)
+    axis = checked_axis(axis, ndim, "rollaxis", shape)
     if not -ndim <= start <= ndim:
-        raise _error(np.exceptions.AxisError, "rollaxis",
-                     f"start {start} is out of bounds for {ndim} dims (input shape {shape})")
+        raise op_error(np.exceptions.AxisError, "rollaxis",
+                       f"start {start} is out of bounds for {ndim} dims (input shape {shape})")
     start = start + ndim if start < 0 else start
     if axis < start:
         start -= 1
@@ -333,25 +319,25 @@ flip.defvjp(lambda grad_out, out, m, axis=None: flip(grad_out, axis=axis))  # it
 def flipud(m: Any) -> Any:
     """m upside down: flipped along axis 0."""
     if np.ndim(m) < 1:
-        raise _error(ValueError, "flipud", "needs at least 1 dim, got a 0-d input")
-    return flip(_operand(m), axis=0)
+        raise op_error(ValueError, "flipud", "needs at least 1 dim, got a 0-d input")
+    return flip(as_operand(m), axis=0)
 
 
 def fliplr(m: Any) -> Any:
     """m mirrored left to right: flipped along axis 1."""
     if np.ndim(m) < 2:
-        raise _error(ValueError, "fliplr", f"needs at least 2 dims, got shape {np.shape(m)}")
-    return flip(_operand(m), axis=1)
+        raise op_error(ValueError, "fliplr", f"needs at least 2 dims, got shape {np.shape(m)}")
+    return flip(as_operand(m), axis=1)
 
 
 def rot90(m: Any, k: int = 1, axes: tuple[int, int] = (0, 1)) -> Any:
     """m turned k quarter turns in the plane of ``axes``, from the first axis towards the second:
     flips and a transpose."""
-    m = _operand(m)
+    m = as_operand(m)
     shape = np.shape(m)
     if len(axes) != 2:
-        raise _error(ValueError, "rot90", f"axes must name 2 axes, got {axes}")
-    first, second = _axes(tuple(axes), len(shape), "rot90", shape)
+        raise op_error(ValueError, "rot90", f"axes must name 2 axes, got {axes}")
+    first, second = checked_axes(tuple(axes), len(shape), "rot90", shape)
     k = operator.index(k) % 4
     if k == 0:
         return m

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tinygraph.ops import indexing, joins, reshaping
+from tinygraph.ops._common import along, as_operand, checked_axes, checked_axis, dtype_of, op_error
 from tinygraph.ops.elementwise import cast, not_equal, sub, where
 from tinygraph.ops.indexing import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.indexing import (
@@ -39,12 +40,6 @@ from tinygraph.ops.joins import concatenate_vjp as concatenate_vjp
 from tinygraph.ops.joins import pad_vjp as pad_vjp
 from tinygraph.ops.reshaping import *  # noqa: F403 - the family's names, re-exported
 from tinygraph.ops.reshaping import (
-    _along,
-    _axes,
-    _axis,
-    _dtype,
-    _error,
-    _operand,
     broadcast_to,
     moveaxis,
     reshape,
@@ -72,7 +67,7 @@ _NOT_GIVEN: Any = object()
 
 def _edge(value: Any, shape: tuple[int, ...], axis: int) -> Any:
     """A prepend/append value: a scalar becomes a slab of ``shape`` one element thick."""
-    value = _operand(value)
+    value = as_operand(value)
     if np.ndim(value) == 0:
         return broadcast_to(value, shape=(*shape[:axis], 1, *shape[axis + 1:]))
     return value
@@ -82,23 +77,23 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _NOT_GIVEN,
          append: Any = _NOT_GIVEN) -> Any:
     """The n-th forward difference along ``axis``: out[i] = a[i + 1] - a[i], n times (for
     booleans a[i + 1] != a[i]); ``prepend``/``append`` join values first."""
-    a = _operand(a)
+    a = as_operand(a)
     n = operator.index(n)
     if n < 0:
-        raise _error(ValueError, "diff", f"order n must be >= 0, got {n}")
+        raise op_error(ValueError, "diff", f"order n must be >= 0, got {n}")
     if n == 0:
         return a
     shape = np.shape(a)
     if not shape:
-        raise _error(ValueError, "diff", "needs at least 1 dim, got a 0-d input")
-    axis = _axis(axis, len(shape), "diff", shape)
+        raise op_error(ValueError, "diff", "needs at least 1 dim, got a 0-d input")
+    axis = checked_axis(axis, len(shape), "diff", shape)
     parts = [part for part in (prepend, a, append) if part is not _NOT_GIVEN]
     if len(parts) > 1:
         a = concatenate_op(*[x if x is a else _edge(x, shape, axis) for x in parts], axis=axis)
-    difference = not_equal if _dtype(a) == np.bool_ else sub
+    difference = not_equal if dtype_of(a) == np.bool_ else sub
     for _ in range(n):
-        a = difference(getitem(a, index=_along(axis, slice(1, None))),
-                       getitem(a, index=_along(axis, slice(None, -1))))
+        a = difference(getitem(a, index=along(axis, slice(1, None))),
+                       getitem(a, index=along(axis, slice(None, -1))))
     return a
 
 
@@ -108,11 +103,11 @@ def _gradient_along(f: Any, axis: int, spacing: Any, edge_order: int) -> Any:
     shape = np.shape(f)
     side = shape[axis]
     if side < edge_order + 1:
-        raise _error(ValueError, "gradient", f"axis {axis} of shape {shape} has {side} "
-                     f"elements; edge_order {edge_order} needs at least {edge_order + 1}")
+        raise op_error(ValueError, "gradient", f"axis {axis} of shape {shape} has {side} "
+                       f"elements; edge_order {edge_order} needs at least {edge_order + 1}")
 
     def part(start: int | None, stop: int | None) -> Any:
-        return getitem(f, index=_along(axis, slice(start, stop)))
+        return getitem(f, index=along(axis, slice(start, stop)))
 
     if np.ndim(spacing) == 0:  # a uniform step h
         h = spacing
@@ -127,8 +122,8 @@ def _gradient_along(f: Any, axis: int, spacing: Any, edge_order: int) -> Any:
         return concatenate_op(first, inside, last, axis=axis)
     # Coordinates x: second-order differences for uneven steps dx1 (before) and dx2 (after)
     if np.ndim(spacing) != 1 or np.shape(spacing)[0] != side:
-        raise _error(ValueError, "gradient", f"coordinates of shape {np.shape(spacing)} do not "
-                     f"match axis {axis} of shape {shape}")
+        raise op_error(ValueError, "gradient", f"coordinates of shape {np.shape(spacing)} do not "
+                       f"match axis {axis} of shape {shape}")
     steps = diff(spacing)
 
     def column(coefficient: Any) -> Any:  # a coefficient per position, broadcast along axis
@@ -158,16 +153,16 @@ def gradient(f: Any, *varargs: Any, axis: int | tuple[int, ...] | None = None,
     """np.gradient: the derivative of sampled values along each axis (central differences
     inside, one-sided at the ends); ``varargs`` are one spacing for all axes or one per axis,
     each a step or the coordinates. One axis gives one result, several a tuple."""
-    f = _operand(f)
+    f = as_operand(f)
     if not isinstance(f, Tensor) and f.dtype.kind != "f":
         f = f.astype(np.float64)
     shape = np.shape(f)
     if not shape:
-        raise _error(ValueError, "gradient", "needs at least 1 dim, got a 0-d input")
+        raise op_error(ValueError, "gradient", "needs at least 1 dim, got a 0-d input")
     axes = (tuple(range(len(shape))) if axis is None
-            else _axes(axis, len(shape), "gradient", shape))
+            else checked_axes(axis, len(shape), "gradient", shape))
     if edge_order not in (1, 2):
-        raise _error(ValueError, "gradient", f"edge_order must be 1 or 2, got {edge_order}")
+        raise op_error(ValueError, "gradient", f"edge_order must be 1 or 2, got {edge_order}")
     if not varargs:
         spacings: list = [1.0] * len(axes)
     elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
@@ -175,15 +170,16 @@ def gradient(f: Any, *varargs: Any, axis: int | tuple[int, ...] | None = None,
     elif len(varargs) == len(axes):
         spacings = list(varargs)
     else:
-        raise _error(TypeError, "gradient", f"give one spacing, or one per axis ({len(axes)}), "
-                     f"not {len(varargs)}")
+        raise op_error(TypeError, "gradient", f"give one spacing, or one per axis ({len(axes)}), "
+                       f"not {len(varargs)}")
     spacings = [h if isinstance(h, Tensor) or np.ndim(h) == 0 else np.asarray(h, np.float64)
                 for h in spacings]
     results = []
     for each, h in zip(axes, spacings):
         result = _gradient_along(f, each, h, edge_order)
         # as NumPy, the result has f's float dtype (a float64 spacing does not widen float32)
-        results.append(result if _dtype(result) == _dtype(f) else cast(result, dtype=_dtype(f)))
+        results.append(result if dtype_of(result) == dtype_of(f)
+                       else cast(result, dtype=dtype_of(f)))
     return results[0] if len(results) == 1 else tuple(results)
 
 
@@ -199,14 +195,14 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
         return np.linspace(start, stop, num, endpoint, retstep, dtype, axis)
     num = operator.index(num)
     if num < 0:
-        raise _error(ValueError, "linspace", f"num must be >= 0, got {num}")
+        raise op_error(ValueError, "linspace", f"num must be >= 0, got {num}")
     if dtype is not None and np.dtype(dtype).kind != "f":
-        raise _error(TypeError, "linspace", f"Tensor endpoints need a float dtype, not "
-                     f"{np.dtype(dtype)}")
+        raise op_error(TypeError, "linspace", f"Tensor endpoints need a float dtype, not "
+                       f"{np.dtype(dtype)}")
     # Python numbers stay numbers, so that (as in NumPy) they do not widen a float32 endpoint
     start, stop = (v if isinstance(v, (Tensor, int, float)) else np.asarray(v)
                    for v in (start, stop))
-    exact = np.result_type(*(_dtype(v) for v in (start, stop) if not isinstance(v, (int, float))),
+    exact = np.result_type(*(dtype_of(v) for v in (start, stop) if not isinstance(v, (int, float))),
                            np.float16)
     ends = np.broadcast_shapes(np.shape(start), np.shape(stop))
     div = num - 1 if endpoint else num
