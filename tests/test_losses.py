@@ -256,3 +256,41 @@ def test_a_loss_over_nothing_is_plus_zero():
     empty = tg.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int), reduction="sum")
     for value in (ignored, empty):
         assert value == 0.0 and not np.signbit(value)  # printed "0.0", not "-0.0"
+
+
+def test_the_eager_rule_reuses_the_forwards_log_softmax_with_the_same_bits():
+    """Fused residual (issue 10): the forward keeps its log-softmax for the array pass's rule;
+    the gradient is bit for bit the one computed afresh, and the kept value goes with the loss."""
+    import gc
+
+    from tinygraph.ops import losses
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(16, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, size=16)
+    loss = tg.softmax_cross_entropy(logits, labels)
+    assert losses._LOG_PROBS.get(loss) is not None
+    assert losses._LOG_PROBS.get(loss.copy()) is None  # only for that very array
+    grad_out = np.float32(1.0)
+    fused = losses._cross_entropy_vjp_logits(grad_out, loss, logits, labels)
+    afresh = losses._cross_entropy_vjp_logits(grad_out, loss.copy(), logits, labels)
+    assert fused.dtype == np.float32 and np.array_equal(fused, afresh)
+    for kwargs in ({"label_smoothing": 0.1}, {"ignore_index": 3}, {"reduction": "sum"}):
+        loss = tg.softmax_cross_entropy(logits, labels, **kwargs)
+        assert np.array_equal(losses._cross_entropy_vjp_logits(grad_out, loss, logits, labels,
+                                                               **kwargs),
+                              losses._cross_entropy_vjp_logits(grad_out, loss.copy(), logits,
+                                                               labels, **kwargs))
+    before = len(losses._LOG_PROBS._kept)
+    del loss
+    gc.collect()
+    assert len(losses._LOG_PROBS._kept) < before  # dropped with the loss it belongs to
+    # value_and_grad (array pass, residual) and a recorded pass agree bit for bit
+    W = rng.normal(size=(10, 10)).astype(np.float32)
+    f = lambda w: tg.softmax_cross_entropy(logits @ w, labels)  # noqa: E731
+    eager = tg.grad(f)(W)
+    recorded = tg.grad(lambda w: tg.sum(tg.grad(f)(w) * 1.0))  # forces a recorded inner pass
+    assert recorded(W).shape == W.shape
+    w = tg.Tensor(W, requires_grad=True)
+    f(w).backward(create_graph=True)
+    assert np.array_equal(eager, w.grad.data)

@@ -9,6 +9,7 @@ Nothing here is an op, and nothing here imports an op module: every family may i
 from __future__ import annotations
 
 import operator
+import weakref
 from typing import Any
 
 import numpy as np
@@ -170,3 +171,31 @@ def image_windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dila
 def check_images(x: np.ndarray, name: str = "input") -> None:
     if x.ndim != 4:
         raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {x.shape}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Residuals: what a forward computed that its rule needs again (eager passes only)
+# ---------------------------------------------------------------------------------------------
+
+class Residuals:
+    """Intermediates a forward keeps for its backward rule, found by the result they belong to.
+
+    ``keep(out, value)`` files ``value`` under the array ``out`` (the forward's result, which the
+    node keeps as its data and hands back to the rule as ``out``); ``get(out)`` returns it, or
+    None. An entry lives as long as ``out`` does (a weak reference removes it), and is found
+    only for that very array, so a rule whose ``out`` is a Tensor (a recorded pass, which must
+    recompute with ops to be differentiable again) or a new array gets None and recomputes.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Any, Any]] = {}
+
+    def keep(self, out: np.ndarray, value: Any) -> np.ndarray:
+        key = id(out)
+        kept = self._kept
+        kept[key] = (weakref.ref(out, lambda _, key=key: kept.pop(key, None)), value)
+        return out
+
+    def get(self, out: Any) -> Any:
+        entry = self._kept.get(id(out))
+        return entry[1] if entry is not None and entry[0]() is out else None

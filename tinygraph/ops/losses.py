@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygraph.ops._common import Residuals
 from tinygraph.ops.elementwise import cast, exp, greater, not_equal, where
 from tinygraph.ops.reductions import reduce_sum
 from tinygraph.ops.shape import reshape
@@ -196,8 +197,15 @@ def softmax_cross_entropy(logits, labels, axis=-1, reduction="mean", label_smoot
     """
     checked, axis, valid = _check_cross_entropy(logits, labels, axis, reduction,
                                                 label_smoothing, ignore_index)
-    return _cross_entropy_value(logits, checked, _log_softmax(logits, axis=axis), axis,
-                                reduction, label_smoothing, valid)
+    log_probs = _log_softmax(logits, axis=axis)
+    loss = _cross_entropy_value(logits, checked, log_probs, axis, reduction, label_smoothing,
+                                valid)
+    return _LOG_PROBS.keep(loss, log_probs)  # the eager rule starts from it
+
+
+# The forward's log-softmax, kept for the rule of an eager (array) pass: the rule then does not
+# compute it again (a recorded pass recomputes it with ops, so that it is differentiable).
+_LOG_PROBS = Residuals()
 
 
 def _cross_entropy_value(logits: np.ndarray, labels: np.ndarray, log_probs: np.ndarray,
@@ -350,6 +358,11 @@ def _rule_params(axis: int, label_smoothing: float, ignore_index: Any) -> dict:
 def _cross_entropy_vjp_logits(grad_out, out, logits, labels, axis=-1, reduction="mean",
                               label_smoothing=0.0, ignore_index=None):
     """d loss/d logits = (softmax(logits) * sum(target) - target) * d loss/d position loss."""
+    log_probs = _LOG_PROBS.get(out)
+    if log_probs is not None:  # an array pass: softmax_minus_targets' forward, from the residual
+        return _softmax_minus(log_probs, np.asarray(labels), axis, label_smoothing,
+                              ignore_index) \
+            * _position_scale(grad_out, logits, labels, axis, reduction, ignore_index)
     return softmax_minus_targets(logits, labels, **_rule_params(axis, label_smoothing,
                                                                 ignore_index)) \
         * _position_scale(grad_out, logits, labels, axis, reduction, ignore_index)
