@@ -163,3 +163,11 @@ def test_a_wrapper_of_a_transform_is_traced_as_itself():
     # Traced as the function it is (one calling a transform), never silently replaced by the
     # bare transform that functools.wraps copied the name of.
     assert np.array_equal(tg.trace(zeroed)(np.ones(2)), [0.0, 0.0])
+
+
+def test_a_primitive_itself_can_be_traced():
+    """tg.trace(tg.exp) failed: the transform cache keys functions by weak reference, and a
+    Primitive could not be weakly referenced."""
+    x = np.array([0.0, 1.0])
+    assert np.array_equal(tg.trace(tg.exp)(x), np.exp(x))
+    assert np.array_equal(tg.trace(tg.grad(tg.sum))(x), np.ones(2))

@@ -76,7 +76,8 @@ class Primitive:
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
                  "explain", "arity", "param_names", "input_names", "module", "differentiable",
-                 "rule_on_arrays_only", "_opaque", "onnx_rule", "__wrapped__", "__dict__")
+                 "rule_on_arrays_only", "_opaque", "onnx_rule", "__wrapped__", "__dict__",
+                 "__weakref__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
                  sample: SampleFn | None = None,

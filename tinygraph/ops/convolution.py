@@ -35,10 +35,6 @@ __all__ = [
     "conv_transpose2d",
 ]
 
-# The old name of ``tinygraph.ops._common.as_pair``, kept while tinygraph/onnx_export.py still
-# imports it from here.
-_pair = as_pair
-
 
 def _geometry(stride: Any, padding: Any, dilation: Any) -> tuple[Pair, Pair, Pair]:
     return (as_pair(stride, "stride", 1), as_pair(padding, "padding", 0),
