@@ -10,7 +10,9 @@
 * PNG/JPG pictures of digits (one file or a directory), converted the way MNIST was made (see
   ``models.images``).
 
-Accuracy is printed wherever labels exist.
+Accuracy is printed wherever labels exist. ``--onnx model.onnx`` (a file ``models.export``
+wrote) instead of ``--params`` runs the network with ONNX Runtime and writes the same CSV (needs
+``pip install 'tinygraph[onnx]'``).
 
 For pictures, ``--out`` is a CSV written with the ``csv`` module (a name holding a comma, a quote
 or a newline is quoted) with the columns ``File,Label,Error`` and one row per picture, in name
@@ -45,6 +47,7 @@ import numpy as np
 from models import data as datasets
 from models import missing_extra, network
 from models.cli import blas_threads, one_line_errors
+from models.runtime import missing_onnx, onnx_logits
 
 PIXELS = 28 * 28
 """Inputs per image of every source predict reads (28x28 pictures)."""
@@ -209,7 +212,7 @@ def _has_idx_test(directory: Path) -> bool:
                                  f"({exc.strerror or exc})") from None
 
 
-def check_out(out: Path, params: Path, source: Path) -> None:
+def check_out(out: Path, params: Path, source: Path, flag: str = "--params") -> None:
     """Refuse an ``--out`` that would overwrite an input, before anything is read.
 
     Refused: a directory; a file in a folder that does not exist; the ``--params`` file or the
@@ -222,9 +225,9 @@ def check_out(out: Path, params: Path, source: Path) -> None:
     folder = out.parent
     if not folder.is_dir():
         raise datasets.DataError(f"--out {out}: the folder {folder} does not exist")
-    for flag, path in (("--params", params), ("--data", source)):
+    for name, path in ((flag, params), ("--data", source)):
         if _same_file(out, path):
-            raise datasets.DataError(f"--out {out} is the {flag} file: the predictions would "
+            raise datasets.DataError(f"--out {out} is the {name} file: the predictions would "
                                      "overwrite the input; choose another --out")
     if source.is_dir() and _same_file(folder, source):
         from models.images import IMAGE_SUFFIXES
@@ -286,30 +289,40 @@ def _unreadable_summary(names: Sequence[str], problems: Sequence[str | None],
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, required=True, help="params.npz from training")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--params", type=Path, help="params.npz from training")
+    model.add_argument("--onnx", type=Path, metavar="MODEL",
+                       help="a model.onnx from python -m models.export, run by ONNX Runtime "
+                            "(needs pip install 'tinygraph[onnx]')")
     parser.add_argument("--data", type=Path, required=True, help="IDX dir, Kaggle CSV, images")
     parser.add_argument("--out", type=Path, required=True, help="CSV of predictions to write")
     args = parser.parse_args(argv)
-    if problem := missing_extra():
+    if problem := missing_extra() or (args.onnx is not None and missing_onnx(runtime=True)):
         print(problem, file=sys.stderr)
         return 2
+    model_file = args.params if args.onnx is None else args.onnx
 
     def predict_all() -> tuple[Inputs, np.ndarray]:
-        check_out(args.out, args.params, args.data)
-        params, config = load_params(args.params)
+        check_out(args.out, model_file, args.data, flag="--params" if args.onnx is None
+                  else "--onnx")
+        if args.onnx is None:
+            params, config = load_params(args.params)
         inputs = read_inputs(args.data)
         if inputs.kind == "images" and not len(inputs.images):
             raise datasets.DataError(
                 f"{args.data}: none of the {len(inputs.names)} pictures could be read: "
                 f"{_unreadable_summary(inputs.names, inputs.problems)}")
-        features = datasets.to_features(inputs.images, network.dtype_of(params))
-        # Overflow is checked below, as one line, instead of NumPy's warnings.
-        with blas_threads(config["threads"]), np.errstate(over="ignore", invalid="ignore"):
-            scores = network.scores(params, features, config["activation"])
+        if args.onnx is not None:  # the same features; ONNX Runtime converts to its dtype
+            scores = onnx_logits(args.onnx, datasets.to_features(inputs.images, np.float32))
+        else:
+            features = datasets.to_features(inputs.images, network.dtype_of(params))
+            # Overflow is checked below, as one line, instead of NumPy's warnings.
+            with blas_threads(config["threads"]), np.errstate(over="ignore", invalid="ignore"):
+                scores = network.scores(params, features, config["activation"])
         broken = int(np.count_nonzero(~np.isfinite(scores).all(axis=1)))
         if broken:
             raise datasets.DataError(
-                f"{args.params}: the network's scores are NaN or infinite for {broken} of "
+                f"{model_file}: the network's scores are NaN or infinite for {broken} of "
                 f"{len(scores)} images (its weights overflow {scores.dtype}); nothing written")
         predictions = np.argmax(scores, axis=1)
         if inputs.kind == "images":

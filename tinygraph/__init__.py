@@ -19,6 +19,7 @@ from tinygraph.gradcheck import (
     numerical_grad,
 )
 from tinygraph.memory import keep_freed_memory
+from tinygraph.onnx_export import OnnxExportError, export_onnx  # (onnx loads only to export)
 from tinygraph.ops import *  # noqa: F403 - every op family's public names
 from tinygraph.ops import reduce_max as max  # noqa: A004 - tg.max, as users expect
 from tinygraph.ops import reduce_min as min  # noqa: A004
@@ -51,8 +52,8 @@ del _look_up_ops_in, _numpy
 
 # The ops (tg.add, tg.sin, ...) come from the families' own __all__ lists.
 __all__ = ops.__all__ + [
-    "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError", "Primitive",
-    "linalg",
+    "GradCheckReport", "GradientCheckError", "GraphTooLargeError", "HigherOrderError",
+    "OnnxExportError", "Primitive", "export_onnx", "linalg",
     "Program", "RandomDraw", "Tensor", "Traced", "TraceError", "backward", "check_grads",
     "check_op", "detect_anomaly", "enable_grad", "grad", "hessian", "hvp", "is_grad_enabled",
     "jacobian", "jvp", "keep_freed_memory", "make_program", "max", "mean", "min", "no_grad",

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 
-def _geometry(stride: Any, padding: Any, dilation: Any) -> tuple[Pair, Pair, Pair]:
+def conv_geometry(stride: Any, padding: Any, dilation: Any) -> tuple[Pair, Pair, Pair]:
+    """(stride, padding, dilation) as (height, width) pairs (the ONNX exporter reads them too)."""
     return (as_pair(stride, "stride", 1), as_pair(padding, "padding", 0),
             as_pair(dilation, "dilation", 1))
 
@@ -100,7 +101,7 @@ def _draw_image_for(draw: Draw, kernel: Pair, stride: Pair, padding: Pair,
 def _conv_sample(draw: Draw) -> tuple[tuple, dict]:
     stride, padding, dilation = _draw_geometry(draw)
     kernel = (draw.integers(1, 3), draw.integers(1, 3))
-    size = _draw_image_for(draw, kernel, *_geometry(stride, padding, dilation))
+    size = _draw_image_for(draw, kernel, *conv_geometry(stride, padding, dilation))
     n, c, o = draw.integers(1, 2), draw.integers(1, 2), draw.integers(1, 2)
     x, w = array(draw, (n, c, *size)), array(draw, (o, c, *kernel))
     return (x, w), {"stride": stride, "padding": padding, "dilation": dilation}
@@ -109,7 +110,7 @@ def _conv_sample(draw: Draw) -> tuple[tuple, dict]:
 def _conv2d_explain(x, w, stride=1, padding=0, dilation=1):
     x, w = np.asarray(x), np.asarray(w)
     _check_conv(x, w, 1)
-    output_size(x.shape[2:], w.shape[2:], *_geometry(stride, padding, dilation),
+    output_size(x.shape[2:], w.shape[2:], *conv_geometry(stride, padding, dilation),
                 f"input {x.shape} and weight {w.shape}")
 
 
@@ -130,7 +131,7 @@ def conv2d(x, w, stride=1, padding=0, dilation=1):
     (cross-correlation, as PyTorch's conv2d; add a bias as ``+ b.reshape(1, -1, 1, 1)``)."""
     x, w = np.asarray(x), np.asarray(w)
     _check_conv(x, w, 1)
-    stride, padding, dilation = _geometry(stride, padding, dilation)
+    stride, padding, dilation = conv_geometry(stride, padding, dilation)
     kernel = w.shape[2:]
     oh, ow = output_size(x.shape[2:], kernel, stride, padding, dilation,
                          f"input {x.shape} and weight {w.shape}")
@@ -142,7 +143,7 @@ def conv2d(x, w, stride=1, padding=0, dilation=1):
 
 def _conv2d_vjp_x(grad_out, out, x, w, stride=1, padding=0, dilation=1):
     """d conv2d/dx: grad_out spread back over each window, weighted by w (conv_transpose2d)."""
-    geometry = _geometry(stride, padding, dilation)
+    geometry = conv_geometry(stride, padding, dilation)
     extra = _leftover(np.shape(x)[2:], np.shape(w)[2:], *geometry)
     return conv_transpose2d(grad_out, w, stride=stride, padding=padding, output_padding=extra,
                             dilation=dilation)
@@ -160,7 +161,7 @@ conv2d.defvjp(_conv2d_vjp_x, _conv2d_vjp_w)
 def _transpose_geometry(x: np.ndarray, w: np.ndarray, stride: Any, padding: Any,
                         output_padding: Any, dilation: Any) -> tuple:
     _check_conv(x, w, 0)
-    stride, padding, dilation = _geometry(stride, padding, dilation)
+    stride, padding, dilation = conv_geometry(stride, padding, dilation)
     extra = as_pair(output_padding, "output_padding", 0)
     if extra[0] >= stride[0] or extra[1] >= stride[1]:
         raise ValueError(f"output_padding {output_padding!r} must be smaller than the stride "
@@ -232,7 +233,7 @@ def _conv2d_weight_check(x, grad, kernel_size, stride=1, padding=0, dilation=1):
     check_images(x)
     check_images(grad, "grad")
     kernel = as_pair(kernel_size, "kernel_size", 1)
-    geometry = _geometry(stride, padding, dilation)
+    geometry = conv_geometry(stride, padding, dilation)
     oh, ow = output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
     if grad.shape[0] != x.shape[0] or grad.shape[2:] != (oh, ow):
         raise ValueError(f"grad {grad.shape} does not fit input {x.shape} with kernel "
@@ -264,7 +265,7 @@ def conv2d_weight(x, grad, kernel_size, stride=1, padding=0, dilation=1):
 
 def _conv2d_weight_vjp_x(grad_out, out, x, grad, kernel_size, stride=1, padding=0, dilation=1):
     """<conv2d_weight(x, g), V> = <conv2d(x, V), g>: in x, conv_transpose2d(g, V)."""
-    geometry = _geometry(stride, padding, dilation)
+    geometry = conv_geometry(stride, padding, dilation)
     extra = _leftover(np.shape(x)[2:], as_pair(kernel_size, "kernel_size", 1), *geometry)
     return conv_transpose2d(grad, grad_out, stride=stride, padding=padding,
                             output_padding=extra, dilation=dilation)
@@ -288,7 +289,7 @@ def _im2col_check(x, kernel_size, stride=1, padding=0, dilation=1):
     x = np.asarray(x)
     check_images(x)
     kernel = as_pair(kernel_size, "kernel_size", 1)
-    geometry = _geometry(stride, padding, dilation)
+    geometry = conv_geometry(stride, padding, dilation)
     output_size(x.shape[2:], kernel, *geometry, f"input {x.shape}")
     return kernel, geometry
 
@@ -296,7 +297,7 @@ def _im2col_check(x, kernel_size, stride=1, padding=0, dilation=1):
 def _im2col_sample(draw: Draw) -> tuple[tuple, dict]:
     stride, padding, dilation = _draw_geometry(draw)
     kernel = (draw.integers(1, 3), draw.integers(1, 3))
-    size = _draw_image_for(draw, kernel, *_geometry(stride, padding, dilation))
+    size = _draw_image_for(draw, kernel, *conv_geometry(stride, padding, dilation))
     x = array(draw, (draw.integers(1, 2), draw.integers(1, 2), *size))
     return (x,), {"kernel_size": kernel, "stride": stride, "padding": padding,
                   "dilation": dilation}
@@ -322,7 +323,7 @@ def _col2im_check(cols, size, stride=1, padding=0, dilation=1):
     if cols.ndim != 6:
         raise ValueError(f"cols must be 6-D (N, C, kH, kW, Ho, Wo), got shape {cols.shape}")
     size = as_pair(size, "size", 0)
-    geometry = _geometry(stride, padding, dilation)
+    geometry = conv_geometry(stride, padding, dilation)
     expected = output_size(size, cols.shape[2:4], *geometry, f"cols {cols.shape}")
     if cols.shape[4:] != expected:
         raise ValueError(f"cols {cols.shape} do not hold the windows of a {size} image: "

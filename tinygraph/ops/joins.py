@@ -285,7 +285,7 @@ def tile(A: Any, reps: int | Sequence[int]) -> Any:
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 
 
-def _pad_pairs(pad_width: Any, ndim: int) -> tuple[tuple[int, int], ...]:
+def pad_pairs(pad_width: Any, ndim: int) -> tuple[tuple[int, int], ...]:
     """NumPy's ways to give widths (n, (before, after), or one pair per axis) as pairs per axis."""
     widths = np.asarray(pad_width)
     if widths.dtype.kind not in "iu":
@@ -315,7 +315,7 @@ def _pad_explain(array, pad_width, mode="constant", constant_values=0) -> str | 
     if mode not in _PAD_MODES:
         return f"mode {mode!r} is not supported (supported: {', '.join(_PAD_MODES)})"
     try:
-        _pad_pairs(pad_width, len(shape))
+        pad_pairs(pad_width, len(shape))
     except ValueError as exc:
         return f"input shape {shape}: {exc}"
     return None
@@ -327,7 +327,7 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     (mode edge, reflect, symmetric or wrap, as NumPy's; reflect_type 'even')."""
     if mode not in _PAD_MODES:
         raise ValueError(f"unsupported mode {mode!r}")
-    pairs = _pad_pairs(pad_width, np.ndim(array))
+    pairs = pad_pairs(pad_width, np.ndim(array))
     if not pairs:  # a 0-d array has no borders (np.pad refuses an empty pad_width)
         return np.array(array, copy=True)
     if mode == "constant":
@@ -340,7 +340,7 @@ def pad_vjp(grad_out, out, array, pad_width, mode="constant", constant_values=0)
     """d pad/d array: constant borders have no derivative (the cotangent's middle is the
     input's); copied borders send theirs back to the elements copied (a scatter-add)."""
     shape = np.shape(array)
-    pairs = _pad_pairs(pad_width, len(shape))
+    pairs = pad_pairs(pad_width, len(shape))
     if not pairs:
         return grad_out
     if mode == "constant":

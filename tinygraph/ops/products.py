@@ -160,7 +160,7 @@ def _dot_vjp_b(grad_out, out, a, b):
 dot.defvjp(_dot_vjp_a, _dot_vjp_b)
 
 
-def _tensordot_axes(axes: Any, a_ndim: int, b_ndim: int) -> tuple[tuple[int, ...], ...]:
+def tensordot_axes(axes: Any, a_ndim: int, b_ndim: int) -> tuple[tuple[int, ...], ...]:
     """(axes of a, axes of b) summed over, normalized to non-negative tuples."""
     if isinstance(axes, (int, np.integer)):
         return tuple(range(a_ndim - int(axes), a_ndim)), tuple(range(int(axes)))
@@ -194,7 +194,7 @@ def _tensordot_explain(a: Any, b: Any, axes: Any = 2) -> str:
     a_shape, b_shape = np.shape(a), np.shape(b)
     where = f"shapes {a_shape} and {b_shape} with axes={axes}"
     try:
-        axes_a, axes_b = _tensordot_axes(axes, len(a_shape), len(b_shape))
+        axes_a, axes_b = tensordot_axes(axes, len(a_shape), len(b_shape))
     except (TypeError, ValueError, ZeroDivisionError):
         return f"{where}: axes must be an int or a pair of axis sequences of either operand"
     if len(axes_a) != len(axes_b):
@@ -213,7 +213,7 @@ def tensordot(a, b, axes=2):
 
 def _tensordot_vjp_a(grad_out, out, a, b, axes=2):
     """d/da: grad_out contracted with b over b's free axes; then a's axes put back in order."""
-    axes_a, axes_b = _tensordot_axes(axes, np.ndim(a), np.ndim(b))
+    axes_a, axes_b = tensordot_axes(axes, np.ndim(a), np.ndim(b))
     a_free = [axis for axis in range(np.ndim(a)) if axis not in axes_a]
     b_free = tuple(axis for axis in range(np.ndim(b)) if axis not in axes_b)
     product = tensordot(grad_out, b, axes=(tuple(range(len(a_free), np.ndim(grad_out))), b_free))
@@ -224,7 +224,7 @@ def _tensordot_vjp_a(grad_out, out, a, b, axes=2):
 
 def _tensordot_vjp_b(grad_out, out, a, b, axes=2):
     """d/db: a contracted with grad_out over a's free axes; then b's axes put back in order."""
-    axes_a, axes_b = _tensordot_axes(axes, np.ndim(a), np.ndim(b))
+    axes_a, axes_b = tensordot_axes(axes, np.ndim(a), np.ndim(b))
     a_free = tuple(axis for axis in range(np.ndim(a)) if axis not in axes_a)
     b_free = [axis for axis in range(np.ndim(b)) if axis not in axes_b]
     product = tensordot(a, grad_out, axes=(a_free, tuple(range(len(a_free)))))
@@ -242,7 +242,7 @@ tensordot.defvjp(_tensordot_vjp_a, _tensordot_vjp_b)
 _SUBLIST_LABELS = string.ascii_uppercase + string.ascii_lowercase  # NumPy's ints 0..51
 
 
-def _einsum_specs(subscripts: str, shapes: list[tuple[int, ...]]) -> tuple[list[str], str]:
+def einsum_specs(subscripts: str, shapes: list[tuple[int, ...]]) -> tuple[list[str], str]:
     """Each operand's labels and the output's, explicit, with '...' spelled out in unused
     letters (right-aligned, as broadcasting aligns them)."""
     text = subscripts.replace(" ", "")
@@ -296,7 +296,7 @@ def _einsum_vjp(grad_out, out, *operands, subscripts, optimize=False):
     a vector of ones (it was summed over in operand i alone).
     """
     shapes = [np.shape(x) for x in operands]
-    specs, output = _einsum_specs(subscripts, shapes)
+    specs, output = einsum_specs(subscripts, shapes)
     unused = [c for c in string.ascii_letters if c not in "".join(specs) + output]
     dtype = grad_out.dtype
     recorded = isinstance(grad_out, Tensor)
