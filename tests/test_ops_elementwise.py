@@ -298,3 +298,21 @@ def test_clip_errors_name_the_op_and_the_given_shapes():
         tg.clip(tg.Tensor(np.ones(3)), np.zeros(4), None)
     with pytest.raises(TypeError, match=r"^clip: .*a_max"):
         tg.clip(tg.Tensor(np.ones(3)), a_min=0.0)
+
+
+def test_a_large_sigmoid_goes_block_by_block_with_the_same_bits():
+    """Issue 10's memory target: a full-batch sigmoid holds one small scratch block instead of
+    a second array of the layer's size; elementwise, so the bits are the whole-array formula's."""
+    from tinygraph.ops import arithmetic
+
+    rng = np.random.default_rng(1)
+    size = 3 * arithmetic._SIGMOID_BLOCK + 17  # several blocks and a short last one
+    for dtype in (np.float32, np.float64):
+        x = (rng.normal(size=size) * 30).astype(dtype)
+        x[:4] = [0.0, -0.0, 800.0, -800.0]
+        whole = arithmetic._sigmoid_block(np.empty_like(x), x, np.empty_like(x))
+        for shaped in (x, x.reshape(-1, 1), x[::-1].copy()[::-1]):  # contiguous, 2-D, a view
+            assert np.array_equal(tg.sigmoid(shaped).reshape(-1), whole)
+        out = np.empty_like(x)
+        assert arithmetic._sigmoid_into(out, x) is out and np.array_equal(out, whole)
+        assert np.array_equal(tg.sigmoid(x[::2]), whole[::2])  # strided: in one piece

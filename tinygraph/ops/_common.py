@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from tinygraph.primitive import describe, user_site
 from tinygraph.sampling import Draw, array
+from tinygraph.state import current
 from tinygraph.tensor import Tensor
 
 Pair = tuple[int, int]
@@ -181,21 +182,24 @@ class Residuals:
     """Intermediates a forward keeps for its backward rule, found by the result they belong to.
 
     ``keep(out, value)`` files ``value`` under the array ``out`` (the forward's result, which the
-    node keeps as its data and hands back to the rule as ``out``); ``get(out)`` returns it, or
-    None. An entry lives as long as ``out`` does (a weak reference removes it), and is found
-    only for that very array, so a rule whose ``out`` is a Tensor (a recorded pass, which must
-    recompute with ops to be differentiable again) or a new array gets None and recomputes.
+    node keeps as its data and hands back to the rule as ``out``), only while grad mode is on
+    (under ``no_grad`` nothing will ask); ``take(out)`` returns it once and forgets it, or
+    None. An entry lives until its rule takes it or ``out`` is freed (a weak reference removes
+    it), and is found only for that very array, so a rule whose ``out`` is a Tensor (a recorded
+    pass, which must recompute with ops to be differentiable again), a second pass over the same
+    graph, or a new array gets None and recomputes.
     """
 
     def __init__(self) -> None:
         self._kept: dict[int, tuple[Any, Any]] = {}
 
     def keep(self, out: np.ndarray, value: Any) -> np.ndarray:
-        key = id(out)
-        kept = self._kept
-        kept[key] = (weakref.ref(out, lambda _, key=key: kept.pop(key, None)), value)
+        if current().grad_enabled:
+            key = id(out)
+            kept = self._kept
+            kept[key] = (weakref.ref(out, lambda _, key=key: kept.pop(key, None)), value)
         return out
 
-    def get(self, out: Any) -> Any:
-        entry = self._kept.get(id(out))
+    def take(self, out: Any) -> Any:
+        entry = self._kept.pop(id(out), None)
         return entry[1] if entry is not None and entry[0]() is out else None

@@ -251,17 +251,34 @@ def log(x):
 log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
 
 
+_SIGMOID_BLOCK = 1 << 14  # elements per block of a large sigmoid (64 KiB of float32 scratch)
+
+
 def _sigmoid_into(out, x):
     """1 / (1 + e^-x) = e^min(x, 0) / (1 + e^-|x|): exact and warning-free for any |x|.
 
     Neither exponent is ever positive, so nothing overflows; no np.where (several times
     slower than the whole formula on large arrays). The denominator is built in ``out`` and
-    the numerator in one temporary: a full-batch step holds one extra array, not four.
+    the numerator in a scratch array; a large input goes block by block, so that the scratch
+    is one small block (a full-batch step then holds no extra array of the layer's size) and
+    each block's six passes stay in cache. Elementwise, so the bits do not depend on blocks.
     """
     x = np.asarray(x)
     if out is None:
         out = np.empty(x.shape, np.result_type(x, np.float16))
-    numerator = np.minimum(x, 0, out=np.empty_like(out))
+    if x.size <= _SIGMOID_BLOCK or not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return _sigmoid_block(out, x, np.empty_like(out))
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    scratch = np.empty(_SIGMOID_BLOCK, out.dtype)
+    for start in range(0, x.size, _SIGMOID_BLOCK):
+        block = slice(start, start + _SIGMOID_BLOCK)
+        part = flat_out[block]
+        _sigmoid_block(part, flat_x[block], scratch[:len(part)])
+    return out
+
+
+def _sigmoid_block(out, x, numerator):
+    np.minimum(x, 0, out=numerator)
     np.exp(numerator, out=numerator)  # 1 for x >= 0, e^x otherwise
     np.abs(x, out=out)
     np.negative(out, out=out)

@@ -358,7 +358,7 @@ def _rule_params(axis: int, label_smoothing: float, ignore_index: Any) -> dict:
 def _cross_entropy_vjp_logits(grad_out, out, logits, labels, axis=-1, reduction="mean",
                               label_smoothing=0.0, ignore_index=None):
     """d loss/d logits = (softmax(logits) * sum(target) - target) * d loss/d position loss."""
-    log_probs = _LOG_PROBS.get(out)
+    log_probs = _LOG_PROBS.take(out)
     if log_probs is not None:  # an array pass: softmax_minus_targets' forward, from the residual
         return _softmax_minus(log_probs, np.asarray(labels), axis, label_smoothing,
                               ignore_index) \
