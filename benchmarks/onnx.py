@@ -21,9 +21,9 @@ import numpy as np
 
 from benchmarks.harness import interleaved, limited_threads, log
 from models import network
-from models.data import load_idx_dir, to_features
+from models.data import DataError, load_idx_dir, to_features
 from models.export import export_network
-from models.predict import load_params
+from models.params import load_params
 from models.runtime import missing_onnx
 from tinygraph.onnx_export import require
 
@@ -98,13 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := missing_onnx(runtime=True):
         print(problem, file=sys.stderr)
         return 2
-    test = load_idx_dir(args.mnist)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for params_file in args.params:
-            log(f"onnx: {params_file}")
-            rows.append(compare(params_file, test.test_images, test.test_labels, Path(folder),
-                                args.samples, args.min_time))
+    try:
+        test = load_idx_dir(args.mnist)
+        with tempfile.TemporaryDirectory() as folder:
+            for params_file in args.params:
+                log(f"onnx: {params_file}")
+                rows.append(compare(params_file, test.test_images, test.test_labels,
+                                    Path(folder), args.samples, args.min_time))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(table(rows))
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 from models import network
 from models.cli import one_line_errors
 from models.data import DataError
-from models.predict import load_params
+from models.params import check_out, load_params
 from models.runtime import missing_onnx, onnx_logits, onnx_predict
 from tinygraph.onnx_export import OnnxExportError, export_onnx
 
@@ -73,7 +73,7 @@ def check_against_numpy(model_path: Path, params: dict[str, np.ndarray], activat
     try:
         got = onnx_logits(model_path, features)
     except DataError as exc:
-        return f"note: {exc}"
+        return f"warning: the file is written, but ONNX Runtime cannot run it: {exc}"
     expected = np.asarray(network.logits(params, features, activation))
     worst = float(np.max(np.abs(got - expected)))
     scale = float(np.max(np.abs(expected)))
@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     def export() -> tuple:
+        check_out(args.out, args.params, None)
         params, config = load_params(args.params)
         activation = config.get("activation", "sigmoid")
         try:
@@ -138,8 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{network.input_size(params)}) {network.dtype_of(params)}, output {OUTPUT_NAME} "
           f"({rows}, {classes})")
     try:
-        print(check_against_numpy(args.out, params, activation,
-                                  rows=args.batch if args.fixed_batch else CHECK_ROWS))
+        line = check_against_numpy(args.out, params, activation,
+                                   rows=args.batch if args.fixed_batch else CHECK_ROWS)
+        print(line, file=sys.stderr if line.startswith(("note:", "warning:")) else sys.stdout)
     except RuntimeError as exc:  # an exporter bug: say so in one line, keep the file to inspect
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ or as the reverse pass).
 Every expected failure is one line ``error: ...`` on stderr and exit status 2: a ``--batch``
 outside 1 .. the sample's 1,000 test images, an ``--out`` that is a directory or has a suffix
 other than .svg/.png/.pdf (without ``--format``), an ``--arch`` that contradicts ``--params``, a
-parameter file ``models.predict.load_params`` refuses (another architecture, damaged arrays,
+parameter file ``models.params.load_params`` refuses (another architecture, damaged arrays,
 NaN weights), and a failure to write the picture or its ``.dot`` source (disk full, a read-only
 folder).
 """
@@ -27,6 +27,7 @@ from models import cnn, missing_extra, network
 from models import data as datasets
 from models.cli import blas_threads, one_line_errors
 from models.init import init_params
+from models.params import load_params
 
 
 def draw(params: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray, path: Path,
@@ -83,8 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise datasets.DataError(f"--batch {args.batch}: the embedded sample has {available} "
                                      f"test images; use --batch 1 .. {available}")
         if args.params is not None:
-            from models.predict import load_params
-
             params, config = load_params(args.params)
             kind = network.architecture(params)
             if args.arch is not None and args.arch != kind:

@@ -87,6 +87,10 @@ def onnx_logits(model_path: Path | str, features: np.ndarray, threads: int = 0) 
     except Exception as exc:
         reason = " ".join(str(exc).split())
         raise DataError(f"{model_path}: ONNX Runtime failed ({reason[:200]})") from None
+    scores_shape = session.get_outputs()[0].shape
+    if len(scores_shape) != 2 or any(isinstance(s, int) and s < 1 for s in scores_shape[1:]):
+        raise DataError(f"{model_path}: its output {session.get_outputs()[0].name} has shape "
+                        f"{scores_shape}; expected class scores (rows, classes)")
     if not outputs:
         classes = session.get_outputs()[0].shape[-1]
         return np.zeros((0, classes if isinstance(classes, int) else 0), dtype=dtype)

@@ -11,6 +11,7 @@ trained parameters ``params.npz``, the network's graph with its gradients on one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -171,18 +172,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _refuse_changes(args: argparse.Namespace, given: set[str], saved: dict[str, Any]) -> None:
+def _refuse_changes(args: argparse.Namespace, given: set[str], saved: dict[str, Any],
+                    saved_history: list[dict]) -> None:
     """A resumed run keeps its settings: a flag that would change one it cannot honour (the
     learning rate, the optimizer, the network, the data...) is refused, naming each, instead of
     continuing a run whose metrics.json would then describe epochs that never ran that way."""
     defaults = asdict(Config())
     changed = []
-    if args.preset is not None and args.preset != saved.get("preset", defaults["preset"]):
-        changed.append(f"--preset {args.preset} (was {saved.get('preset')})")
-    for name in sorted(given - set(RESUMABLE)):
+    for name in sorted(given - set(RESUMABLE)):  # (--preset among them)
         old, new = saved.get(name, defaults[name]), getattr(args, name)
         if new != old:
             changed.append(f"{_flag(name)} {_show(new)} (was {_show(old)})")
+    done = len(saved_history)
+    if "epochs" in given and args.epochs < done:
+        raise UsageError(f"--resume {args.resume}: the run has trained {done} epochs already; "
+                         f"--epochs {args.epochs} would end before them (give --epochs >= "
+                         f"{done})")
+    if args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise UsageError(f"--resume {args.resume} continues the run in its own folder; drop "
+                         f"--out {args.out} (or copy the folder first and resume the copy)")
     if changed:
         raise UsageError(f"--resume {args.resume}: a resumed run keeps the settings it was "
                          f"trained with, and cannot continue with {', '.join(changed)}; drop "
@@ -195,11 +203,12 @@ def _show(value: Any) -> str:
 
 
 def build_config(args: argparse.Namespace, given: set[str],
-                 saved: dict[str, Any] | None = None) -> Config:
+                 saved: dict[str, Any] | None = None,
+                 saved_history: list[dict] | None = None) -> Config:
     """Defaults, then the preset (or the resumed run's settings), then the flags given."""
     values = asdict(Config())
     if saved is not None:
-        _refuse_changes(args, given, saved)
+        _refuse_changes(args, given, saved, saved_history or [])
         values.update(saved)
     arch = getattr(args, "arch", None)
     if arch is not None and arch not in network.ARCHITECTURES:
@@ -332,11 +341,12 @@ def ensure_writable(directory: Path) -> None:
 
 def save_checkpoint(path: Path, config: Config, params: dict, state: dict, epoch: int,
                     history: list[dict], optimizer: optim.Optimizer,
-                    resumes: list[dict] | None = None) -> None:
+                    resumes: list[dict] | None = None, wall_seconds: float = 0.0) -> None:
     arrays = {f"param/{k}": v for k, v in params.items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state_to_arrays(state).items()})
     arrays["meta"] = np.array(json.dumps({"config": asdict(config), "epoch": epoch,
-                                          "history": history, "resumes": resumes or []}))
+                                          "history": history, "resumes": resumes or [],
+                                          "wall_seconds": wall_seconds}))
     with datasets.atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -379,6 +389,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
     history: list[dict] = []
     resumes: list[dict] = []
     first_epoch = 0
+    earlier = 0.0  # wall seconds of the sessions before a resume
     if resume is not None:
         meta, saved_params, opt_arrays = resume
         expected = {k: v.shape for k, v in params.items()}
@@ -389,6 +400,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
         params = {k: saved_params[k].astype(dtype) for k in params}
         state = optimizer.state_from_arrays(opt_arrays, params)
         first_epoch, history = meta["epoch"], meta["history"]
+        earlier = float(meta.get("wall_seconds", 0.0))
         # What ran: each resume, the epoch it continued from and the settings it changed.
         was = {**asdict(Config()), **meta["config"]}
         resumes = [*meta.get("resumes", []), {
@@ -432,7 +444,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
                 params, data.x_val, data.y_val, config.activation)
         history.append(record)
         save_checkpoint(out / "checkpoint.npz", config, params, state, epoch + 1, history,
-                        optimizer, resumes)
+                        optimizer, resumes, earlier + time.perf_counter() - started)
         bar.update(1)
         bar.set_postfix(train_loss=f"{record['train_loss']:.4f}",
                         train_acc=f"{record['train_accuracy']:.4f}",
@@ -456,7 +468,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
         "epochs": history,
         "resumes": resumes,
         "test_accuracy": test_accuracy,
-        "wall_seconds": round(time.perf_counter() - started, 3),
+        "wall_seconds": round(earlier + time.perf_counter() - started, 3),  # every session
         "tinygraph_version": tg.__version__,
     }
     save_params(out / "params.npz", params, config)
@@ -474,9 +486,16 @@ def _progress(done: int, total: int, enabled: bool) -> Any:
                 dynamic_ncols=True, file=sys.stderr)
 
 
+def _discard_if_empty(folder: Path | None) -> None:
+    """Remove the run folder this call made, if the run failed before writing anything."""
+    if folder is not None:
+        with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
+            folder.rmdir()
+
+
 def _kept(out: Path | None) -> str:
     """What an interrupted or failed run leaves behind, and how to go on."""
-    if out is None:
+    if out is None or not out.exists():
         return "nothing was written"
     checkpoint = out / "checkpoint.npz"
     if checkpoint.is_file():
@@ -495,15 +514,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     tg.keep_freed_memory()  # reuse freed per-step arrays instead of faulting pages in anew
     out: Path | None = None
+    made: Path | None = None  # the run folder this call created (removed again if left empty)
     try:
         resume = None
         if args.resume is not None:
             resume = load_checkpoint(args.resume)
-            config = build_config(args, given, saved=resume[0]["config"])
+            config = build_config(args, given, saved=resume[0]["config"],
+                                  saved_history=resume[0]["history"])
             out = args.resume
         else:
             config = build_config(args, given)
-            out = args.out or new_out_dir(config)
+            if args.out is None:
+                out = made = new_out_dir(config)
+            else:
+                out, made = args.out, None if args.out.exists() else args.out
             if (out / "metrics.json").exists() or (out / "checkpoint.npz").exists():
                 raise UsageError(f"{out} holds a run already: continue it with --resume {out}, "
                                  "or choose another --out")
@@ -511,17 +535,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         with blas_threads(config.threads):
             metrics = train(config, out, progress=not args.no_progress, resume=resume)
     except (UsageError, datasets.DataError) as exc:
+        _discard_if_empty(made)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:
+        _discard_if_empty(made)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, folder made read-only mid-run: one line, what was kept
+        _discard_if_empty(made)
         where = exc.filename or out
         print(f"error: cannot write {where}: {exc.strerror or exc}; {_kept(out)}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _discard_if_empty(made)
         print(f"interrupted: {_kept(out)}", file=sys.stderr)
         return 130
     last = metrics["epochs"][-1] if metrics["epochs"] else {}

@@ -83,7 +83,9 @@ def test_a_float64_network_stays_float64(images, capsys, tmp_path):
     ("garbage", ["--params", "{tmp}/bad.npz", "--out", "{tmp}/m.onnx"],
      "bad.npz: not a params.npz written by models.train"),
     ("params", ["--params", "{tmp}/p.npz", "--out", "{tmp}/no/dir/m.onnx"],
-     "cannot write {tmp}/no/dir/m.onnx: No such file or directory"),
+     "--out {tmp}/no/dir/m.onnx: the folder {tmp}/no/dir does not exist"),
+    ("params", ["--params", "{tmp}/p.npz", "--out", "{tmp}/p.npz"],
+     "--out {tmp}/p.npz is the --params file: writing it would overwrite the input"),
     ("params", ["--params", "{tmp}/p.npz", "--out", "{tmp}/m.onnx", "--opset", "9"],
      "opset must be an int from 18"),
 ])
@@ -98,6 +100,9 @@ def test_bad_files_and_flags_are_one_line_errors_with_status_2(setup, args, mess
     assert err.startswith("error: ") and err.count("\n") == 1
     assert message.format(tmp=tmp_path) in err
     assert not (tmp_path / "m.onnx").exists()
+    if (tmp_path / "p.npz").exists():  # the trained weights are untouched
+        with np.load(tmp_path / "p.npz") as npz:
+            assert "W1" in npz.files
 
 
 def test_a_batch_of_zero_rows_is_refused_by_the_parser(capsys, tmp_path):
@@ -205,3 +210,22 @@ def test_the_onnx_benchmark_scores_both_engines_on_the_test_set(mnist_dir, capsy
     cells = [cell.strip() for cell in rows[2].strip("|").split("|")]
     assert cells[0] == "784-16-10 (mlp, sigmoid, float32)" and cells[3] == "all"
     assert cells[1] == cells[2] and cells[1].endswith("%")  # the same accuracy
+
+
+def test_a_model_whose_output_is_not_class_scores_is_one_line(images, tmp_path):
+    import tinygraph as tg
+
+    for name, f in (("flat", lambda pixels: tg.sum(pixels, axis=1)),
+                    ("cube", lambda pixels: tg.reshape(pixels, (-1, 28, 28)))):
+        path = tmp_path / f"{name}.onnx"
+        tg.export_onnx(f, (images[:4],), path, input_names=["pixels"])
+        with pytest.raises(DataError, match=r"its output .* has shape .*; expected class scores"):
+            export.onnx_predict(path, images)
+
+
+def test_the_onnx_benchmark_says_in_one_line_when_mnist_is_missing(capsys, tmp_path):
+    from benchmarks import onnx as onnx_benchmark
+
+    assert onnx_benchmark.main(["--params", "p.npz", "--mnist", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

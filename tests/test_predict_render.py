@@ -498,3 +498,15 @@ def test_read_only_output_folder_is_one_line(tmp_path, capsys, params_file, tool
         assert list(out_dir.iterdir()) == []
     finally:
         out_dir.chmod(0o755)
+
+
+def test_a_test_split_of_no_images_is_one_line(tmp_path, capsys, params_file):
+    params, _ = params_file
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8), compress=False)
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(0, np.uint8), compress=False)
+    code, _, err = run(predict.main, ["--params", params, "--data", folder, "--out",
+                                      tmp_path / "pred.csv"], capsys)
+    assert_one_line_error(code, err, "holds no images to predict")
+    assert not (tmp_path / "pred.csv").exists()

@@ -171,3 +171,9 @@ def test_a_primitive_itself_can_be_traced():
     x = np.array([0.0, 1.0])
     assert np.array_equal(tg.trace(tg.exp)(x), np.exp(x))
     assert np.array_equal(tg.trace(tg.grad(tg.sum))(x), np.ones(2))
+
+
+def test_a_function_of_no_arguments_can_be_traced():
+    """Its generated entry had an empty try block (IndentationError at the first call)."""
+    step = tg.trace(lambda: tg.Tensor(np.ones(3)) * 2)
+    assert np.array_equal(step(), [2.0, 2.0, 2.0]) and np.array_equal(step(), [2.0, 2.0, 2.0])

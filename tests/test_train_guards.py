@@ -152,8 +152,20 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, mon
     monkeypatch.setattr(train.network, "evaluate", interrupt)  # during epoch 1's scoring
     out = tmp_path / "run"
     assert train.main(["--epochs", "2", "--out", str(out), "--no-progress"]) == 130
-    assert capsys.readouterr().err.strip() == (
-        f"interrupted: no epoch had finished, so nothing was saved in {out}")
+    assert capsys.readouterr().err.strip() == "interrupted: nothing was written"
+    assert not out.exists()  # the folder this run made, empty, is removed again
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--data", str(tmp_path / "none.csv"), "--no-progress"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []
+    kept = tmp_path / "mine"
+    kept.mkdir()  # a folder the user made is never removed
+    assert train.main(["--data", str(tmp_path / "none.csv"), "--out", str(kept),
+                       "--no-progress"]) == 2
+    assert kept.is_dir()
 
 
 def test_disk_full_mid_run_is_one_line_naming_the_file_and_what_was_kept(tmp_path, monkeypatch,
@@ -227,3 +239,25 @@ def _epoch_saved(out: Path) -> int:
         return train.load_checkpoint(out)[0]["epoch"]
     except train.UsageError:
         return 0
+
+
+def test_resume_refuses_fewer_epochs_than_done_and_another_out(run_copy, tmp_path, capsys):
+    assert train.main(["--resume", str(run_copy), "--epochs", "1", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {run_copy}: the run has trained 2 epochs already; --epochs 1 would "
+        "end before them (give --epochs >= 2)")
+    other = tmp_path / "other"
+    assert train.main(["--resume", str(run_copy), "--out", str(other), "--epochs", "3",
+                       "--no-progress"]) == 2
+    assert "continues the run in its own folder; drop --out" in capsys.readouterr().err
+    assert not other.exists()
+    assert train.main(["--resume", str(run_copy), "--preset", "paper", "--no-progress"]) == 2
+    assert capsys.readouterr().err.count("--preset paper (was tuned)") == 1
+
+
+def test_wall_seconds_count_every_session_of_a_resumed_run(run_copy):
+    first = json.loads((run_copy / "metrics.json").read_text())["wall_seconds"]
+    assert train.main(["--resume", str(run_copy), "--epochs", "3", "--no-progress"]) == 0
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    assert metrics["wall_seconds"] > first
+    assert metrics["wall_seconds"] >= sum(epoch["seconds"] for epoch in metrics["epochs"])

@@ -284,10 +284,11 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
     text = ["def entry(*args):", f"    if len(args) != {count}: raise GuardError()"]
     if count:
         text.append(f"    {unpack} = args")
-    text.append("    try:")
-    text += ["    " + line for line in lines + body]
-    text.append("    except (KeyError, IndexError, TypeError, AttributeError):")
-    text.append("        raise GuardError() from None")
+    if lines or body:  # (a function of no arguments has nothing to check)
+        text.append("    try:")
+        text += ["    " + line for line in lines + body]
+        text.append("    except (KeyError, IndexError, TypeError, AttributeError):")
+        text.append("        raise GuardError() from None")
     donated = [f"in{item.value}" for item in program.inputs if item.donated]
     if donated:  # a donated array must be ours to overwrite: writeable, and no other input's
         namespace["_donation_unsafe"] = donation_unsafe
