@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
-import http.server
 import io
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import local_http
 import numpy as np
 import pytest
+from local_http import Handler, Server, dead_mirror, idx_bytes, one_line, serve, synthetic
 
 from models import build_sample, data
 from models.data import DataError, remote, sources
@@ -30,26 +30,10 @@ PIXELS = [f"pixel{i}" for i in range(784)]
 # ---------------------------------------------------------------------------------------------
 
 
-def idx_bytes(array: np.ndarray, *, type_code: int = 0x08) -> bytes:
-    """Encode ``array`` as an IDX file (uint8 payload)."""
-    header = bytes([0, 0, type_code, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
 def write(path: Path, payload: bytes, *, gz: bool = False) -> Path:
     """Write ``payload`` (gzip-compressed when ``gz``) to ``path`` and return it."""
     path.write_bytes(gzip.compress(payload, mtime=0) if gz else payload)
     return path
-
-
-def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random uint8 images (n, 28, 28) and labels cycling 0..9."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    return images, labels
 
 
 def make_idx_dir(
@@ -63,13 +47,6 @@ def make_idx_dir(
         name = stem.replace("-idx", ".idx") if dotted else stem
         write(directory / (name + (".gz" if gz else "")), idx_bytes(array), gz=gz)
     return directory
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    """Return the exception message, asserting it is a single line."""
-    message = str(exc.value)
-    assert "\n" not in message
-    return message
 
 
 def kaggle_csv(images: np.ndarray, labels: np.ndarray | None) -> str:
@@ -669,81 +646,11 @@ def test_mnist_digests_match_shared_sums() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.routes``: path -> bytes, or a callable that writes the response."""
-
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        route = self.server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-        elif callable(route):
-            route(self)
-        else:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(route)))
-            self.end_headers()
-            self.wfile.write(route)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.routes: dict[str, bytes | Callable[[_Handler], None]] = {}
-        self.requests: list[str] = []
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def tiny_files() -> dict[str, bytes]:
-    """Raw content of a small synthetic four-file dataset, by canonical name."""
-    train_x, train_y = synthetic(12, seed=7)
-    test_x, test_y = synthetic(10, seed=8)
-    arrays = (train_x, train_y, test_x, test_y)
-    return {stem: idx_bytes(a) for stem, a in zip(data.IDX_FILES, arrays, strict=True)}
-
-
-@pytest.fixture(scope="module")
-def tiny_digests(tiny_files: dict[str, bytes]) -> dict[str, str]:
-    return {stem: hashlib.sha256(raw).hexdigest() for stem, raw in tiny_files.items()}
-
-
-def serve(server: _Server, prefix: str, files: dict[str, bytes], *, gz: bool = True) -> str:
-    """Publish ``files`` (gzipped as mirrors do) under ``/prefix/``; return the mirror URL."""
-    for stem, raw in files.items():
-        server.routes[f"/{prefix}/{stem}.gz"] = gzip.compress(raw) if gz else raw
-    return f"{server.base}/{prefix}/"
-
-
-def dead_mirror() -> str:
-    """A URL on 127.0.0.1 whose port has nothing listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+# the fixtures of local_http, bound here so that pytest finds them
+server = local_http.server
+tiny_files = local_http.tiny_files
+tiny_digests = local_http.tiny_digests
+served_mnist = local_http.served_mnist
 
 
 def cache_listing(root: Path) -> list[str]:
@@ -751,7 +658,7 @@ def cache_listing(root: Path) -> list[str]:
 
 
 def test_download_good_files(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     mirror = serve(server, "good", tiny_files)
     target = data.download(
@@ -766,7 +673,7 @@ def test_download_good_files(
 
 
 def test_download_cache_hit_makes_no_request(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     mirror = serve(server, "good", tiny_files)
     kwargs = {"cache_dir": tmp_path, "mirrors": [mirror], "progress": False}
@@ -780,10 +687,10 @@ def test_download_cache_hit_makes_no_request(
     assert server.requests[4:] == ["/good/t10k-labels-idx1-ubyte.gz"]
 
 
-def _truncating(payload: bytes) -> Callable[[_Handler], None]:
+def _truncating(payload: bytes) -> Callable[[Handler], None]:
     """A route that promises ``payload`` but closes the connection half-way."""
 
-    def respond(handler: _Handler) -> None:
+    def respond(handler: Handler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
@@ -810,7 +717,7 @@ def _corrupt_gzip(raw: bytes) -> bytes:
     ],
 )
 def test_download_bad_first_mirror_then_good(
-    server: _Server,
+    server: Server,
     tiny_files: dict[str, bytes],
     tiny_digests: dict[str, str],
     tmp_path: Path,
@@ -846,7 +753,7 @@ def test_download_bad_first_mirror_then_good(
 
 
 def test_download_dead_mirror_then_good(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     good = serve(server, "good", tiny_files)
     target = data.download(
@@ -862,7 +769,7 @@ def test_download_dead_mirror_then_good(
 
 
 def test_download_accepts_uncompressed_response(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     plain = serve(server, "plain", tiny_files, gz=False)
     target = data.download(
@@ -872,12 +779,12 @@ def test_download_accepts_uncompressed_response(
 
 
 def test_download_timeout_then_good(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     good = serve(server, "good", tiny_files)
     release = threading.Event()
 
-    def hang(handler: _Handler) -> None:
+    def hang(handler: Handler) -> None:
         release.wait(5)
 
     server.routes["/slow/train-images-idx3-ubyte.gz"] = hang
@@ -907,7 +814,7 @@ def test_download_timeout_then_good(
 
 
 def test_download_all_mirrors_bad(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     corrupt = {stem: b"\x1f\x8b" + b"junk" * 50 for stem in tiny_files}
     for stem, blob in corrupt.items():
@@ -930,7 +837,7 @@ def test_download_all_mirrors_bad(
 
 
 def test_download_keeps_verified_files_when_a_later_file_fails(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+    server: Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
 ) -> None:
     mirror = serve(server, "half", tiny_files)
     server.routes["/half/t10k-images-idx3-ubyte.gz"] = _truncating(
@@ -961,20 +868,10 @@ def test_download_argument_errors(tmp_path: Path) -> None:
     assert str(not_a_dir / "mnist") in one_line(exc)
 
 
-def test_load_mnist_downloads_into_cache(
-    server: _Server,
-    tiny_files: dict[str, bytes],
-    tiny_digests: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    mirror = serve(server, "good", tiny_files)
-    source = data.RemoteSource(name="mnist", mirrors=(mirror,), sha256=tiny_digests)
-    monkeypatch.setitem(data.REMOTE_SOURCES, "mnist", source)
-    monkeypatch.setenv("TINYGRAPH_DATA", str(tmp_path))
+def test_load_mnist_downloads_into_cache(server: Server, served_mnist: Path) -> None:
     ds = data.load("mnist")
     assert ds.name == "mnist" and ds.train_images.shape == (12, 28, 28)
-    assert (tmp_path / "mnist" / "train-images-idx3-ubyte").is_file()
+    assert (served_mnist / "mnist" / "train-images-idx3-ubyte").is_file()
     requests = len(server.requests)
     assert data.load("mnist", download=False).train_images.shape == (12, 28, 28)
     data.load("MNIST")

@@ -5,12 +5,9 @@ test-only IDX folders, stale and temporary files of killed writers."""
 from __future__ import annotations
 
 import gzip
-import hashlib
-import http.server
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,9 +15,20 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import local_http
 import numpy as np
 import pytest
+from local_http import (
+    Handler,
+    Server,
+    dead_mirror,
+    idx_bytes,
+    idx_header,
+    one_line,
+    synthetic,
+)
 
 from models import data
 from models.data import DataError, remote, sources
@@ -34,49 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------
 
 
-def idx_header(shape: tuple[int, ...]) -> bytes:
-    """The header of an unsigned-byte IDX file of ``shape``."""
-    return bytes([0, 0, 8, len(shape)]) + b"".join(int(d).to_bytes(4, "big") for d in shape)
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode ``array`` as an unsigned-byte IDX file."""
-    return idx_header(array.shape) + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
-def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random uint8 images (n, 28, 28) and labels cycling 0..9."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    """Return the exception message, asserting it is a single line."""
-    message = str(exc.value)
-    assert "\n" not in message
-    return message
-
-
-@pytest.fixture(scope="module")
-def tiny_files() -> dict[str, bytes]:
-    """Raw content of a small synthetic four-file dataset, by canonical name."""
-    train_x, train_y = synthetic(12, seed=7)
-    test_x, test_y = synthetic(10, seed=8)
-    arrays = (train_x, train_y, test_x, test_y)
-    return {stem: idx_bytes(a) for stem, a in zip(data.IDX_FILES, arrays)}
-
-
-@pytest.fixture(scope="module")
-def tiny_digests(tiny_files: dict[str, bytes]) -> dict[str, str]:
-    return {stem: hashlib.sha256(raw).hexdigest() for stem, raw in tiny_files.items()}
-
-
-def dead_mirror() -> str:
-    """A URL on 127.0.0.1 whose port has nothing listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+# the fixtures of local_http, bound here so that pytest finds them
+server = local_http.server
+tiny_files = local_http.tiny_files
+tiny_digests = local_http.tiny_digests
+served_mnist = local_http.served_mnist
 
 
 @pytest.fixture
@@ -192,58 +162,10 @@ def test_idx_short_gzip_is_one_line(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        route = self.server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-        elif callable(route):
-            route(self)
-        else:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(route)))
-            self.end_headers()
-            self.wfile.write(route)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.routes: dict[str, bytes | Callable[[_Handler], None]] = {}
-        self.requests: list[str] = []
-        self.stop = threading.Event()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.stop.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=5)
-
-
 def trickle(head: bytes, rest: Callable[[], Iterator[bytes]], pause: float):
     """A route that writes ``head`` at once, then the bytes of ``rest()`` ``pause`` s apart."""
 
-    def respond(handler: _Handler) -> None:
+    def respond(handler: Handler) -> None:
         try:
             handler.wfile.write(head)
             for piece in rest():
@@ -269,11 +191,38 @@ SLOW_BODY = (b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n", endless(b"\x1
 SLOW_HEADERS = (b"HTTP/1.0 200 OK\r\n", endless(b"X-Slow: " + b"a" * 50 + b"\r\n"))
 
 
+def download_error(seconds: float, tmp_path: Path, mirrors: list[str], **options: Any) -> str:
+    """Download ``"mnist"`` from ``mirrors`` into ``tmp_path``; return its one-line DataError.
+
+    The download runs in a thread, so that a test of a deadline fails, rather than hangs, when
+    the download is still running after ``seconds`` (the thread ends when the server stops).
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            data.download("mnist", cache_dir=tmp_path, mirrors=mirrors, progress=False, **options)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the download is still running after {seconds} s"
+    (error,) = outcome
+    assert isinstance(error, DataError), f"expected a DataError, got {error!r}"
+    message = str(error)
+    assert "\n" not in message
+    return message
+
+
 @pytest.mark.parametrize(
     ("route", "pause"), [(SLOW_BODY, 0.5), (SLOW_HEADERS, 0.05)], ids=["body", "headers"]
 )
 def test_download_trickling_server_hits_the_deadline(
-    server: _Server,
+    server: Server,
     tiny_digests: dict[str, str],
     tmp_path: Path,
     route: tuple[bytes, Callable[[], Iterator[bytes]]],
@@ -283,18 +232,10 @@ def test_download_trickling_server_hits_the_deadline(
     # endless headers: each read returns well within the 5 s per-read timeout
     server.routes["/slow/train-images-idx3-ubyte.gz"] = trickle(*route, pause)
     start = time.monotonic()
-    with pytest.raises(DataError) as exc:
-        data.download(
-            "mnist",
-            cache_dir=tmp_path,
-            mirrors=[f"{server.base}/slow/"],
-            progress=False,
-            digests=tiny_digests,
-            timeout=5.0,
-            deadline=1.5,
-        )
+    message = download_error(
+        4.0, tmp_path, [f"{server.base}/slow/"], digests=tiny_digests, timeout=5.0, deadline=1.5
+    )
     elapsed = time.monotonic() - start
-    message = one_line(exc)
     assert f"{server.base}/slow/train-images-idx3-ubyte.gz: " in message
     assert "1.5 s deadline" in message
     assert 1.4 < elapsed < 4.0
@@ -302,39 +243,106 @@ def test_download_trickling_server_hits_the_deadline(
 
 
 def test_download_default_deadline_scales_with_the_size(
-    server: _Server, tiny_digests: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, tiny_digests: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.routes["/slow/train-images-idx3-ubyte.gz"] = trickle(*SLOW_BODY, 0.3)
     # 0.5 s plus one second per 100,000 bytes: 1.5 s for the 100,000 bytes announced
     monkeypatch.setattr(remote, "_DEADLINE_BASE", 0.5)
     monkeypatch.setattr(remote, "_DEADLINE_RATE", 100_000)
     assert remote._default_deadline(100_000) == pytest.approx(1.5)
-    start = time.monotonic()
-    with pytest.raises(DataError, match=r"1\.5 s deadline"):
-        data.download(
-            "mnist",
-            cache_dir=tmp_path,
-            mirrors=[f"{server.base}/slow/"],
-            progress=False,
-            digests=tiny_digests,
-        )
-    assert time.monotonic() - start < 4.0
+    message = download_error(4.0, tmp_path, [f"{server.base}/slow/"], digests=tiny_digests)
+    assert "1.5 s deadline" in message
 
 
-def test_download_deadline_then_next_mirror(
-    server: _Server, tiny_files: dict[str, bytes], tiny_digests: dict[str, str], tmp_path: Path
+MNIST_TRAIN_IMAGES = 16 + 60_000 * 28 * 28  # bytes, decompressed
+
+
+def announcing(length: int) -> tuple[bytes, Callable[[], Iterator[bytes]]]:
+    """A response that announces ``length`` bytes and then sends bytes without end."""
+    return b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % length, endless(b"\x1f")
+
+
+@pytest.mark.parametrize(
+    ("announced", "override"),
+    [(10**12, False), (50_000_000, False), (10**12, True)],
+    ids=["terabyte", "just-too-big", "other-digests"],
+)
+def test_download_refuses_an_announced_size_beyond_the_file(
+    server: Server, tiny_digests: dict[str, str], tmp_path: Path, announced: int, override: bool
 ) -> None:
-    server.routes["/slow/train-images-idx3-ubyte.gz"] = trickle(*SLOW_BODY, 0.2)
-    for stem, raw in tiny_files.items():
-        server.routes[f"/good/{stem}.gz"] = gzip.compress(raw)
-    target = data.download(
-        "mnist",
-        cache_dir=tmp_path,
-        mirrors=[f"{server.base}/slow/", f"{server.base}/good/"],
-        progress=False,
-        digests=tiny_digests,
-        deadline=0.6,
+    # a mirror announcing more than MNIST's file can be (uncompressed, plus what gzip may add;
+    # with digests of other content, the package's limit), then trickling a byte every 0.3 s:
+    # refused at once, not given a deadline computed from the announcement (30 million s)
+    server.routes["/big/train-images-idx3-ubyte.gz"] = trickle(*announcing(announced), 0.3)
+    url = f"{server.base}/big/train-images-idx3-ubyte.gz"
+    digests = tiny_digests if override else None
+    start = time.monotonic()
+    message = download_error(3.0, tmp_path, [f"{server.base}/big/"], digests=digests)
+    assert time.monotonic() - start < 1.0
+    assert f"{url}: announces {announced} bytes (Content-Length)" in message
+    bound = remote._wire_bound(remote._MAX_DOWNLOAD_BYTES if override else MNIST_TRAIN_IMAGES)
+    assert f"at most {bound} bytes" in message
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == []
+    assert server.requests == ["/big/train-images-idx3-ubyte.gz"]
+
+
+def test_download_known_sizes_bound_announcement_and_deadline(
+    server: Server, served_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert data.load("mnist").train_images.shape == (12, 28, 28)  # the sizes allow the files
+    bound = remote._wire_bound(12 * 784 + 16)
+    # an announcement the real file could hold is too much for this one
+    server.routes["/big/train-images-idx3-ubyte.gz"] = trickle(*announcing(bound + 1), 0.3)
+    message = download_error(3.0, tmp_path, [f"{server.base}/big/"])
+    assert f"announces {bound + 1} bytes (Content-Length) but the file is at most {bound}" in (
+        message
     )
+    # no announcement: the deadline is computed from the file's bound, not from 64 MiB
+    monkeypatch.setattr(remote, "_DEADLINE_BASE", 0.5)
+    monkeypatch.setattr(remote, "_DEADLINE_RATE", 10_000)
+    expected = 0.5 + bound / 10_000
+    assert remote._default_deadline(None, bound) == pytest.approx(expected)
+    server.routes["/silent/train-images-idx3-ubyte.gz"] = trickle(
+        b"HTTP/1.0 200 OK\r\n\r\n", endless(b"\x1f"), 0.3
+    )
+    start = time.monotonic()
+    message = download_error(expected + 2.0, tmp_path, [f"{server.base}/silent/"])
+    assert f"within the {expected:g} s deadline" in message
+    assert expected - 0.1 < time.monotonic() - start < expected + 1.5
+    # and a fast stream beyond the bound (gzip members holding nothing) is cut at the bound
+    members = gzip.compress(b"", mtime=0) * 1000
+    server.routes["/flood/train-images-idx3-ubyte.gz"] = trickle(
+        b"HTTP/1.0 200 OK\r\n\r\n", endless(members), 0.0
+    )
+    message = download_error(3.0, tmp_path, [f"{server.base}/flood/"])
+    assert f"sent more than the {bound} bytes the file can take" in message
+
+
+def test_default_deadline_is_capped_by_the_package_limit() -> None:
+    most = remote._wire_bound(remote._MAX_DOWNLOAD_BYTES)
+    assert remote._default_deadline(10**12) == remote._default_deadline(most)
+    assert remote._default_deadline(10**12) < 5 * 3600
+    assert remote._default_deadline(1000) < remote._default_deadline(None)
+
+
+def test_mnist_style_sizes_match_the_real_files() -> None:
+    mnist = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    folders = [d for d in (mnist, sources.FASHION_MNIST_SYSTEM_DIR) if d.is_dir()]
+    if not folders:
+        pytest.skip(f"neither {mnist} nor {sources.FASHION_MNIST_SYSTEM_DIR} is present")
+    for name in ("mnist", "fashion-mnist"):
+        assert data.REMOTE_SOURCES[name].sizes == remote._MNIST_STYLE_SIZES
+    for folder in folders:
+        for stem, size in remote._MNIST_STYLE_SIZES.items():
+            with gzip.open(folder / f"{stem}.gz") as handle:
+                assert len(handle.read()) == size, folder / stem
+
+
+def test_download_deadline_then_next_mirror(server: Server, served_mnist: Path) -> None:
+    server.routes["/slow/train-images-idx3-ubyte.gz"] = trickle(*SLOW_BODY, 0.2)
+    mirrors = [f"{server.base}/slow/", f"{server.base}/good/"]
+    target = data.download("mnist", mirrors=mirrors, progress=False, deadline=0.6)
+    assert target == served_mnist / "mnist"
     assert data.load_idx_dir(target).train_images.shape == (12, 28, 28)
 
 
@@ -384,18 +392,9 @@ def test_load_without_download_verifies_the_cache(
 
 
 def test_load_with_download_replaces_a_damaged_cached_file(
-    server: _Server,
-    tiny_files: dict[str, bytes],
-    tiny_digests: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    server: Server, tiny_files: dict[str, bytes], served_mnist: Path
 ) -> None:
-    for stem, raw in tiny_files.items():
-        server.routes[f"/good/{stem}.gz"] = gzip.compress(raw)
-    source = data.RemoteSource("mnist", (f"{server.base}/good/",), tiny_digests)
-    monkeypatch.setitem(data.REMOTE_SOURCES, "mnist", source)
-    monkeypatch.setenv("TINYGRAPH_DATA", str(tmp_path))
-    cached = fill_cache(tmp_path / "mnist", tiny_files)
+    cached = fill_cache(served_mnist / "mnist", tiny_files)
     (cached / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(12, np.uint8)))
     ds = data.load("mnist")
     np.testing.assert_array_equal(ds.train_labels, np.arange(12) % 10)
@@ -449,6 +448,41 @@ def test_offline_load_names_the_alternatives(offline_mnist: Path) -> None:
     assert "--data DIR" in message
     assert str(offline_mnist / "mnist") in message and "$TINYGRAPH_DATA" in message
     assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
+
+
+@pytest.mark.parametrize("download", [True, False])
+@pytest.mark.parametrize("origin", ["TINYGRAPH_DATA", "XDG_CACHE_HOME", "home", "cache_dir"])
+def test_offline_message_says_where_the_cache_comes_from(
+    offline_mnist: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    origin: str,
+    download: bool,
+) -> None:
+    # offline_mnist sets $TINYGRAPH_DATA: suggesting to set it would send the user in circles
+    choose = "set $TINYGRAPH_DATA to choose another"
+    cache_dir = None
+    if origin == "TINYGRAPH_DATA":
+        directory, where, absent = offline_mnist, "the download cache, from $TINYGRAPH_DATA", choose
+    elif origin == "XDG_CACHE_HOME":
+        monkeypatch.delenv("TINYGRAPH_DATA")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        directory = tmp_path / "xdg" / "tinygraph"
+        where, absent = f"the download cache, under $XDG_CACHE_HOME; {choose}", "from $TINYGRAPH"
+    elif origin == "home":
+        monkeypatch.setenv("TINYGRAPH_DATA", "")  # set but empty counts as unset
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        directory = tmp_path / "home" / ".cache" / "tinygraph"
+        where, absent = f"the default download cache; {choose}", "from $TINYGRAPH"
+    else:  # an explicit cache_dir wins over $TINYGRAPH_DATA, which is then beside the point
+        cache_dir = directory = tmp_path / "explicit"
+        where, absent = "the download cache", "$TINYGRAPH_DATA"
+    with pytest.raises(DataError) as exc:
+        data.load("mnist", cache_dir=cache_dir, download=download)
+    message = one_line(exc)
+    assert f"into {directory / 'mnist'} ({where}) and" in message
+    assert absent not in message
 
 
 def test_not_cached_without_download_names_the_alternatives(offline_mnist: Path) -> None:

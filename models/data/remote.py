@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
@@ -35,10 +35,20 @@ _MAX_DOWNLOAD_BYTES = 512 << 20  # no MNIST-style file is anywhere near this; st
 
 # The default deadline of one file from one mirror: _DEADLINE_BASE seconds to connect and get
 # the headers, then that plus the announced size (or _DEADLINE_UNKNOWN_SIZE when the server
-# does not say) at _DEADLINE_RATE bytes per second: 362 s for MNIST's largest file (9.9 MB).
+# does not say), never more than the most the file can take (see _wire_bound), at
+# _DEADLINE_RATE bytes per second: 362 s for MNIST's largest file (9.9 MB), at most 1497 s.
 _DEADLINE_BASE = 60.0
 _DEADLINE_RATE = 32 * 1024
 _DEADLINE_UNKNOWN_SIZE = 64 << 20
+
+# The decompressed size of each file of MNIST and Fashion-MNIST (60,000 training and 10,000
+# test pictures of 28x28 bytes, after a 16-byte header; labels after an 8-byte header).
+_MNIST_STYLE_SIZES: Mapping[str, int] = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,17 @@ class RemoteSource:
     """Where a downloadable dataset lives and how to verify it.
 
     Each mirror URL is a directory that serves ``<file>.gz`` for every name in
-    :data:`IDX_FILES`; ``sha256`` maps those names to the SHA-256 of the decompressed content.
+    :data:`IDX_FILES`; ``sha256`` maps those names to the SHA-256 of the decompressed content,
+    and ``sizes`` to its size in bytes (where known): a mirror announcing more than a file can
+    take is refused before its body is read, and the default deadline is computed from at
+    most that size. A file without a known size is bounded by the package's 512 MiB limit.
     """
 
     name: str
     mirrors: tuple[str, ...]
     sha256: Mapping[str, str]
     classes: tuple[str, ...] = DIGIT_CLASSES
+    sizes: Mapping[str, int] = field(default_factory=dict)
 
 
 REMOTE_SOURCES: dict[str, RemoteSource] = {
@@ -63,6 +77,7 @@ REMOTE_SOURCES: dict[str, RemoteSource] = {
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
         ),
         sha256=MNIST_SHA256,
+        sizes=_MNIST_STYLE_SIZES,
     ),
     "fashion-mnist": RemoteSource(
         name="fashion-mnist",
@@ -72,6 +87,7 @@ REMOTE_SOURCES: dict[str, RemoteSource] = {
         ),
         sha256=FASHION_MNIST_SHA256,
         classes=FASHION_MNIST_CLASSES,
+        sizes=_MNIST_STYLE_SIZES,
     ),
 }
 """Datasets that :func:`download` knows, by name."""
@@ -90,6 +106,18 @@ def default_cache_dir() -> Path:
     if xdg:
         return Path(xdg).expanduser() / "tinygraph"
     return Path.home() / ".cache" / "tinygraph"
+
+
+def _cache_origin() -> str:
+    """Say where :func:`default_cache_dir` took the cache root from, for a one-line message."""
+    if os.environ.get("TINYGRAPH_DATA"):
+        return "the download cache, from $TINYGRAPH_DATA"
+    where = (
+        "the download cache, under $XDG_CACHE_HOME"
+        if os.environ.get("XDG_CACHE_HOME")
+        else "the default download cache"
+    )
+    return f"{where}; set $TINYGRAPH_DATA to choose another"
 
 
 class _MirrorFailed(Exception):
@@ -126,9 +154,26 @@ class _Gunzip:
             raise _MirrorFailed("truncated gzip data")
 
 
-def _default_deadline(size: int | None) -> float:
-    """Return the default deadline in seconds for a download of ``size`` bytes (None: unknown)."""
-    return _DEADLINE_BASE + (size if size is not None else _DEADLINE_UNKNOWN_SIZE) / _DEADLINE_RATE
+def _wire_bound(content_bound: int) -> int:
+    """Return the most bytes a response may hold for content of at most ``content_bound`` bytes.
+
+    The content comes either as it is or gzipped, and gzip can add a little to data it cannot
+    compress (zlib's deflateBound: about 0.03% plus a few bytes); 0.1% and 1 KiB cover that.
+    """
+    return content_bound + (content_bound >> 10) + 1024
+
+
+def _default_deadline(size: int | None, bound: int | None = None) -> float:
+    """Return the default deadline in seconds for a download of ``size`` bytes.
+
+    ``size`` is what the server announces (None: it does not say, taken as
+    :data:`_DEADLINE_UNKNOWN_SIZE`), capped at ``bound``, the most the response may hold
+    (default: :func:`_wire_bound` of :data:`_MAX_DOWNLOAD_BYTES`), so that no announcement
+    can stretch the deadline beyond what the file can be.
+    """
+    cap = _wire_bound(_MAX_DOWNLOAD_BYTES) if bound is None else bound
+    announced = _DEADLINE_UNKNOWN_SIZE if size is None else size
+    return _DEADLINE_BASE + min(announced, cap) / _DEADLINE_RATE
 
 
 def _cut(sock: socket.socket) -> None:
@@ -275,18 +320,21 @@ def _fetch_verified(
     progress: bool,
     timeout: float,
     deadline: float | None = None,
+    max_bytes: int = _MAX_DOWNLOAD_BYTES,
 ) -> None:
     """Stream ``url`` into ``out`` (gunzipping gzip data) and check the content's SHA-256.
 
-    Each read waits at most ``timeout`` seconds, and the whole transfer must end within
-    ``deadline`` seconds (None: :func:`_default_deadline` of the announced size). Raises
-    :class:`_MirrorFailed` with a short reason for anything that goes wrong on the mirror's
-    side: HTTP errors, refused connections, time-outs, the deadline, short reads, corrupt gzip
-    data, oversized or wrong content.
+    The content may hold at most ``max_bytes`` bytes, and the response at most
+    :func:`_wire_bound` of that: a larger ``Content-Length`` is refused before the body is
+    read. Each read waits at most ``timeout`` seconds, and the whole transfer must end within
+    ``deadline`` seconds (None: :func:`_default_deadline` of the announced size, capped at
+    that bound). Raises :class:`_MirrorFailed` with a short reason for anything that goes wrong
+    on the mirror's side: HTTP errors, refused connections, time-outs, the deadline, short
+    reads, corrupt gzip data, oversized or wrong content.
     """
     limit = _Deadline(deadline if deadline is not None else _DEADLINE_BASE)
     try:
-        digest = _transfer(url, out, label, progress, timeout, limit, deadline is None)
+        digest = _transfer(url, out, label, progress, timeout, limit, deadline is None, max_bytes)
     except _CacheWriteFailed:
         raise
     except Exception as exc:
@@ -310,15 +358,22 @@ def _transfer(
     timeout: float,
     limit: _Deadline,
     automatic: bool,
+    max_bytes: int,
 ) -> Any:
     """Do the transfer of :func:`_fetch_verified`; return the SHA-256 object of the content."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     digest = hashlib.sha256()
+    wire_bound = _wire_bound(max_bytes)
     with _open_url(request, timeout, limit) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > wire_bound:
+            raise _MirrorFailed(
+                f"announces {total} bytes (Content-Length) but the file is at most "
+                f"{wire_bound} bytes; refused before reading it"
+            )
         if automatic:
-            limit.extend(_default_deadline(total))
+            limit.extend(_default_deadline(total, wire_bound))
         read = getattr(response, "read1", response.read)  # read1: return what has arrived
         written = 0
         gunzip: _Gunzip | None = None
@@ -340,6 +395,8 @@ def _transfer(
                 if limit.expired:
                     raise _MirrorFailed(limit.describe())
                 limit.received += len(chunk)
+                if limit.received > wire_bound:
+                    raise _MirrorFailed(f"sent more than the {wire_bound} bytes the file can take")
                 bar.update(len(chunk))
                 if pending is not None:
                     pending += chunk
@@ -350,8 +407,8 @@ def _transfer(
                     chunk, pending = pending, None
                 data = gunzip.feed(chunk) if gunzip is not None else chunk
                 written += len(data)
-                if written > _MAX_DOWNLOAD_BYTES:
-                    raise _MirrorFailed(f"content exceeds {_MAX_DOWNLOAD_BYTES} bytes")
+                if written > max_bytes:
+                    raise _MirrorFailed(f"content exceeds {max_bytes} bytes")
                 digest.update(data)
                 try:
                     out.write(data)
@@ -396,9 +453,7 @@ def _cache_root(cache_dir: PathLike | None) -> Path:
 def _offline_hint(source: RemoteSource, directory: Path, cache_dir: PathLike | None) -> str:
     """Say how to do without the network: files placed by hand, or a local IDX directory."""
     names = ", ".join(stem + ".gz" for stem in IDX_FILES)
-    where = "the download cache"
-    if cache_dir is None:
-        where += "; set $TINYGRAPH_DATA to choose another"
+    where = "the download cache" if cache_dir is not None else _cache_origin()
     debian = (
         ", or install Debian's dataset-fashion-mnist package"
         if source.name == "fashion-mnist"
@@ -448,6 +503,20 @@ def _expected_digests(source: RemoteSource, digests: Mapping[str, str] | None) -
     return expected
 
 
+def _size_bounds(source: RemoteSource, expected: Mapping[str, str]) -> dict[str, int]:
+    """Return the most bytes each file of ``source`` may hold, decompressed.
+
+    That is the file's known size when its digest is the source's own (``digests`` that
+    override it are for other content, whose size is not known), never more than
+    :data:`_MAX_DOWNLOAD_BYTES`.
+    """
+    bounds: dict[str, int] = {}
+    for stem, digest in expected.items():
+        known = source.sizes.get(stem) if digest == source.sha256.get(stem) else None
+        bounds[stem] = min(known, _MAX_DOWNLOAD_BYTES) if known else _MAX_DOWNLOAD_BYTES
+    return bounds
+
+
 def _verified_cache(
     source: RemoteSource, cache_dir: PathLike | None, digests: Mapping[str, str] | None = None
 ) -> dict[str, Path]:
@@ -494,6 +563,7 @@ def _download(
     _check_seconds("timeout", timeout)
     _check_seconds("deadline", deadline, optional=True)
     expected = _expected_digests(source, digests)
+    bounds = _size_bounds(source, expected)
     urls = list(source.mirrors if mirrors is None else mirrors)
     if not urls:
         raise DataError(f"no mirrors given to download {source.name}")
@@ -524,6 +594,7 @@ def _download(
                         progress=progress,
                         timeout=timeout,
                         deadline=deadline,
+                        max_bytes=bounds[stem],
                     )
             except _MirrorFailed as exc:
                 logger.warning("%s: %s; trying the next mirror", url, exc)
@@ -565,15 +636,17 @@ def download(
     overrides some or all of them, keyed by canonical file name). Each read waits at most
     ``timeout`` seconds, and each file from each mirror must arrive within ``deadline`` seconds
     (default: 60 s plus one second per 32 KiB announced by the server, or for 64 MiB when it
-    announces no size), so a server that trickles bytes cannot hold the download forever. A
-    mirror that fails, times out, misses the deadline or serves wrong bytes is logged as one
-    warning line and the next one is tried; if all fail, :class:`DataError` lists every mirror
-    and its reason, and how to do without the network. Verified files are moved atomically into
-    ``<cache_dir>/<name>/`` under their canonical, uncompressed names, so a file there is always
-    complete and verified. A file already in that directory -- under its canonical name, or
-    under the mirrors' own name (e.g. ``train-images-idx3-ubyte.gz``, placed there by hand) --
-    is verified and, when its digest is right, used without downloading. ``cache_dir``
-    defaults to :func:`default_cache_dir`. Returns the dataset's cache directory.
+    announces no size, but never for more than the file can be: its known size, else 512 MiB),
+    so a server that trickles bytes cannot hold the download forever; a server announcing more
+    than the file can be is refused before its body is read. A mirror that fails, times out,
+    misses the deadline or serves wrong bytes is logged as one warning line and the next one is
+    tried; if all fail, :class:`DataError` lists every mirror and its reason, and how to do
+    without the network. Verified files are moved atomically into ``<cache_dir>/<name>/`` under
+    their canonical, uncompressed names, so a file there is always complete and verified. A
+    file already in that directory -- under its canonical name, or under the mirrors' own name
+    (e.g. ``train-images-idx3-ubyte.gz``, placed there by hand) -- is verified and, when its
+    digest is right, used without downloading. ``cache_dir`` defaults to
+    :func:`default_cache_dir`. Returns the dataset's cache directory.
     """
     _download(name, cache_dir, mirrors, progress, digests, timeout, deadline)
     return _cache_root(cache_dir) / _resolve_remote(name).name
