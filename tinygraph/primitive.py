@@ -127,6 +127,9 @@ class Primitive:
     def defonnx(self, rule: Callable[..., Any]) -> Callable[..., Any]:
         """Set how ``tg.export_onnx`` writes this op as ONNX nodes (see
         ``tinygraph.onnx_export``); returns ``rule``, so it works as a decorator."""
+        if not callable(rule):
+            raise TypeError(f"{self.name}.defonnx: the rule must be a function "
+                            f"rule(g, *inputs, **params), got {type(rule).__name__}")
         self.onnx_rule = rule
         return rule
 

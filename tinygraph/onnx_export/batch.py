@@ -1,11 +1,14 @@
 """The dynamic batch dimension: which sizes and constants of a recorded program follow the batch.
 
-``f`` is recorded at the example's batch size B and again at B + 1 and B + 3
-(:func:`probe_batches`, :func:`with_batch`). :class:`BatchLayout` compares the recordings: every
-size that changes with the batch must be ``k * batch + c`` for whole k and c (a
-:class:`BatchDim`), and a scalar constant that changes must be such a count or its reciprocal (a
-mean's 1/N). Anything else that depends on the batch (other ops, other parameters) is refused with
-a one-line error naming the op and the user's line.
+``f`` is recorded at the example's batch size B and again at B + 1, B + 3, B + 61 and (when B >
+1) at 1 (:func:`probe_batches`, :func:`with_batch`). :class:`BatchLayout` compares the
+recordings: every size that changes with the batch must be ``k * batch + c`` for whole k and c (a
+:class:`BatchDim`) at every probe, and a constant (of an op, or a result of ``f``) that changes
+must be a :class:`BatchConstant`: all its entries one number, fixed or such a count or its
+reciprocal (a mean's 1/N), and its sizes of that form too. Anything else that depends on the batch
+(other ops, other parameters, other constants) is refused with a one-line error naming the op and
+the user's line (or the result of ``f``). What five probes cannot see is said in the package's
+docstring.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from tinygraph.onnx_export.errors import OnnxExportError, op_error
 from tinygraph.program import Equation, Program
+from tinygraph.pytree import flatten, unflatten
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,18 @@ BATCH_PARAMS = {"reshape": {"shape"}, "broadcast_to": {"shape"}, "unbroadcast": 
                 "scatter_add": {"shape"}, "scatter_add_along_axis": {"shape"}}
 
 
+# How far above the example's batch the large probe goes: a slice or a branch that stops
+# following the batch between B + 3 and B + 61 rows is seen
+LARGE_PROBE = 61
+
+
 def probe_batches(batch: int) -> list[int]:
-    """The batch sizes ``f`` is recorded at: the example's, then two more to fit k*batch + c
-    (just the example's, 0, without a batch axis)."""
-    return [batch, batch + 1, batch + 3] if batch else [0]
+    """The batch sizes ``f`` is recorded at: the example's B, then B + 1 and B + 3 (to fit k*batch +
+    c), B + 61 (a size clamped above B: ``x[:40]``) and 1 when B > 1 (a size clamped below B:
+    ``x[-3:]``, or a branch on one row). Just ``[0]`` without a batch axis."""
+    if not batch:
+        return [0]
+    return [batch, batch + 1, batch + 3, batch + LARGE_PROBE] + ([1] if batch > 1 else [])
 
 
 def with_batch(example: np.ndarray, batch: int) -> np.ndarray:
@@ -75,24 +88,122 @@ def fit_affine(values: Sequence[Any], batches: Sequence[int]) -> BatchDim | None
     return dim if all(dim.at(b) == v for b, v in zip(batches, numbers)) else None
 
 
-def fit_batch_constant(values: list[Any],
-                       batches: Sequence[int]) -> tuple[BatchDim, bool] | None:
-    """How a scalar constant follows the batch: (k*batch + c, False) for a count, (k*batch + c,
-    True) for its reciprocal (a mean's 1/N, exactly as NumPy rounds it), or None."""
-    if not all(np.ndim(v) == 0 and np.asarray(v).dtype.kind in "biuf" for v in values):
+def fit_number(values: Sequence[Any],
+               batches: Sequence[int]) -> tuple[BatchDim, bool, float] | None:
+    """How one number recorded at ``batches`` follows the batch: ``(count, reciprocal, factor)``
+    for ``factor * count`` or (``reciprocal``) ``factor / count``, the count k*batch + c for
+    whole k and c; or None. An integer must be an exact count; a float must match every probe to
+    a few units in its last place (a mean's 1/N, a squared error's gradient seed 2/N, a
+    ``float(len(x))``). The first candidates make NumPy's own roundings (factor 1, or a whole
+    factor over the count)."""
+    arrays = [np.asarray(v) for v in values]
+    dtype = arrays[0].dtype
+    if any(a.ndim for a in arrays) or dtype.kind not in "iuf":
         return None
-    fit = fit_affine(values, batches)
-    if fit is not None:
-        return fit, False
-    if any(float(v) == 0 for v in values):
+    if dtype.kind in "iu":
+        fit = fit_affine(values, batches)
+        return (fit, False, 1.0) if fit is not None else None
+    numbers = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in numbers):
         return None
-    counts = [round(1 / float(v)) for v in values]
-    for value, count in zip(values, counts):
-        dtype = np.asarray(value).dtype if np.asarray(value).dtype.kind == "f" else np.float64
-        if count == 0 or np.asarray(1, dtype) / np.asarray(count, dtype) != np.asarray(value):
+    tolerance = 8 * float(np.finfo(dtype).eps)
+
+    def matches(count: BatchDim, reciprocal: bool, factor: float) -> bool:
+        for number, batch in zip(numbers, batches):
+            size = count.at(batch)
+            if reciprocal and size == 0:
+                return False
+            predicted = factor / size if reciprocal else factor * size
+            if abs(predicted - number) > tolerance * max(abs(number), abs(predicted)):
+                return False
+        return True
+
+    for reciprocal in (False, True):
+        if reciprocal and 0 in numbers:
+            continue
+        series = [1 / v if reciprocal else v for v in numbers]  # lambda * (k*batch + c)
+        for count, scale in _whole_counts(series, batches):
+            # series = scale * count: the number is scale*count, or (1/scale)/count
+            factor = 1 / scale if reciprocal else scale
+            snapped = Fraction(factor).limit_denominator(64)
+            if reciprocal and snapped.denominator > 1:
+                # p/q over the count is p over q*count (2/(3N) as NumPy rounds it)
+                whole = BatchDim(count.scale * snapped.denominator,
+                                 count.offset * snapped.denominator)
+                if matches(whole, True, float(snapped.numerator)):
+                    return whole, True, float(snapped.numerator)
+            for candidate in (float(snapped), factor):
+                if candidate and matches(count, reciprocal, candidate):
+                    return count, reciprocal, candidate
+    return None
+
+
+def _whole_counts(series: list[float], batches: Sequence[int]) -> list[tuple[BatchDim, float]]:
+    """Candidates ``(k*batch + c, scale)`` with ``series ~ scale * (k*batch + c)``: the nearest
+    whole k and c with scale 1, then the smallest whole k, c in the fitted ratio c/k."""
+    if len(batches) < 2:
+        return []
+    far = max(range(1, len(batches)), key=lambda i: abs(batches[i] - batches[0]))
+    slope = (series[far] - series[0]) / (batches[far] - batches[0])
+    if slope == 0 or not math.isfinite(slope):
+        return []
+    intercept = series[0] - slope * batches[0]
+    candidates = []
+    if round(slope):
+        candidates.append((BatchDim(round(slope), round(intercept)), 1.0))
+    ratio = Fraction(intercept / slope).limit_denominator(64)
+    count = BatchDim(ratio.denominator, ratio.numerator)
+    if count.at(batches[0]):
+        candidates.append((count, series[0] / count.at(batches[0])))
+    return candidates
+
+
+@dataclass(frozen=True)
+class BatchConstant:
+    """A constant of the recording that changes with the batch, rebuilt at run time: an array of
+    sizes ``dims`` (some may follow the batch) whose entries are all one number: ``fill``, or,
+    with ``count`` (k*batch + c), ``factor * count`` or (``reciprocal``) ``factor / count``. A
+    mean's 1/N, a gradient's seed (ones of the output's shape; 2/N for a mean squared error)
+    and ``float(len(x))`` are such constants."""
+
+    dims: Dims
+    fill: Any = None
+    count: BatchDim | None = None
+    reciprocal: bool = False
+    factor: float = 1.0  # the number is factor * count, or factor / count
+
+
+def fit_constant(values: Sequence[Any], batches: Sequence[int]) -> BatchConstant | None:
+    """How a constant recorded as ``values`` at ``batches`` follows the batch (a
+    :class:`BatchConstant`), or None when it is not one repeated number (fixed, a count, or its
+    reciprocal) over sizes k*batch + c. NumPy numbers and arrays, and Python numbers."""
+    arrays = [np.asarray(v) for v in values]
+    if any(a.dtype.kind not in "biuf" for a in arrays) or len({a.dtype for a in arrays}) != 1:
+        return None
+    if len({a.ndim for a in arrays}) != 1:
+        return None
+    dims: list[Dim] = []
+    for sizes in zip(*(a.shape for a in arrays)):
+        fit = int(sizes[0]) if len(set(sizes)) == 1 else fit_affine(sizes, batches)
+        if fit is None:
             return None
-    fit = fit_affine(counts, batches)
-    return (fit, True) if fit is not None else None
+        dims.append(fit)
+    seen = [(a.reshape(-1)[0], b) for a, b in zip(arrays, batches) if a.size]
+    for a in arrays:
+        flat = a.reshape(-1)
+        if a.size and not np.array_equal(flat, np.full_like(flat, flat[0]),
+                                         equal_nan=a.dtype.kind == "f"):
+            return None  # not one repeated number
+    if not seen:  # empty at every probe: any number will do
+        return BatchConstant(tuple(dims), fill=arrays[0].dtype.type(0))
+    if all(same_value(number, seen[0][0]) for number, _ in seen):
+        return BatchConstant(tuple(dims), fill=seen[0][0])
+    if len(seen) < 2:
+        return None
+    fit = fit_number([number for number, _ in seen], [b for _, b in seen])
+    if fit is None:
+        return None
+    return BatchConstant(tuple(dims), count=fit[0], reciprocal=fit[1], factor=fit[2])
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -122,14 +233,16 @@ def short_repr(value: Any) -> str:
 
 
 class BatchLayout:
-    """The sizes of every value of a program (``dims``: value number -> ints and BatchDims), and
-    its scalar constants that follow the batch (``batch_constants``: value number -> (k*batch +
-    c, whether the constant is its reciprocal)), read from the same ``f`` recorded at
-    ``batches`` (one program and ``[0]``: every size fixed, as traced)."""
+    """The sizes of every value of a program (``dims``: value number -> ints and BatchDims), its
+    constants that follow the batch (``batch_constants``: value number -> :class:`BatchConstant`)
+    and its constant results that do (``output_constants``: position among the results ->
+    :class:`BatchConstant`), read from the same ``f`` recorded at ``batches`` (one program and
+    ``[0]``: every size fixed, as traced)."""
 
     def __init__(self, programs: list[Program], batches: list[int]) -> None:
         self.dims: dict[int, Dims] = {}
-        self.batch_constants: dict[int, tuple[BatchDim, bool]] = {}
+        self.batch_constants: dict[int, BatchConstant] = {}
+        self.output_constants: dict[int, BatchConstant] = {}
         first = programs[0]
         if len(batches) == 1:
             for item in first.inputs:
@@ -148,33 +261,75 @@ class BatchLayout:
                                           batches, "its result", eq)
         users = {v: eq for eq in reversed(first.equations) for v in eq.inputs}
         for value, constant in first.constants.items():
-            others = [p.constants[value] for p in programs[1:]]
             self.dims[value] = np.shape(constant)
-            if all(same_value(constant, other) for other in others):
-                continue
-            fit = fit_batch_constant([constant, *others], batches)
+            recorded = [p.constants[value] for p in programs]
+            fit = _changing_constant(recorded, batches)
             if fit is None:
-                raise op_error(users.get(value), "a constant it uses depends on the batch size "
-                               f"({short_repr(constant)} for a batch of {batches[0]}, "
-                               f"{short_repr(others[0])} for {batches[1]}), and neither as "
-                               "k*batch + c nor as its reciprocal; compute it with tinygraph "
-                               "ops from the input, or export with dynamic_batch=False")
+                continue
+            if isinstance(fit, str):
+                raise op_error(users.get(value), f"a constant it uses depends on the batch size "
+                               f"({fit}), not as one number (fixed, or a*N or a/N of a count "
+                               "N = k*batch + c) over sizes k*batch + c; compute it with "
+                               "tinygraph ops from the input, or export with "
+                               "dynamic_batch=False")
             self.batch_constants[value] = fit
+            self.dims[value] = fit.dims
+        paths = _result_paths(first)
+        for position, value in enumerate(first.outputs):
+            if value is not None:
+                continue
+            fit = _changing_constant([p.output_constants[position] for p in programs], batches)
+            if fit is None:
+                continue
+            if isinstance(fit, str):
+                raise OnnxExportError(
+                    f"export_onnx: f's result{paths[position]} (output {position}) is a constant "
+                    f"that depends on the batch size ({fit}), not as one number (fixed, or a*N "
+                    "or a/N of a count N = k*batch + c) over sizes k*batch + c; compute it with "
+                    "tinygraph ops from the input, or export with dynamic_batch=False")
+            self.output_constants[position] = fit
+
+
+def _changing_constant(recorded: list[Any], batches: list[int]) -> BatchConstant | str | None:
+    """None when a constant is the same at every probe; else its :class:`BatchConstant`, or the
+    text saying how it changes (for a refusal)."""
+    first = recorded[0]
+    for other, batch in zip(recorded[1:], batches[1:]):
+        if not same_value(_plain(first), _plain(other)):
+            fit = fit_constant(recorded, batches)
+            if fit is not None:
+                return fit
+            return (f"{short_repr(_plain(first))} for a batch of {batches[0]}, "
+                    f"{short_repr(_plain(other))} for {batch}")
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy number as a 0-d array (compared by value and dtype like arrays)."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
+def _result_paths(program: Program) -> list[str]:
+    """Where each result sits in ``f``'s returned pytree (``[1]``, ``['count']``, ``''``)."""
+    count = len(program.outputs)
+    return flatten(unflatten(program.output_treedef, list(range(count))))[2]
 
 
 def _check_same_program(programs: list[Program], batches: list[int]) -> None:
-    """Refuse recordings that differ but in sizes: other ops, constants, outputs, or parameters
-    (but those of BATCH_PARAMS)."""
+    """Refuse recordings that differ but in sizes and constants: other ops, other results, or
+    parameters (but those of BATCH_PARAMS)."""
     first = programs[0]
     for program, batch in zip(programs[1:], batches[1:]):
         if (len(program.equations) != len(first.equations)
                 or set(program.constants) != set(first.constants)
-                or program.outputs != first.outputs):
+                or program.outputs != first.outputs
+                or program.output_treedef != first.output_treedef):
             raise OnnxExportError(
                 f"export_onnx: f records a different program for a batch of {batch} than "
                 f"for {batches[0]} ({len(program.equations)} against {len(first.equations)}"
-                " ops); a batch-dependent Python branch cannot be exported with "
-                "dynamic_batch=True: export with dynamic_batch=False")
+                f" ops, {len(program.outputs)} against {len(first.outputs)} results); a "
+                "batch-dependent Python branch cannot be exported with dynamic_batch=True: "
+                "export with dynamic_batch=False")
         for a, b in zip(first.equations, program.equations):
             if a.prim is not b.prim or a.inputs != b.inputs or a.out != b.out \
                     or set(a.params) != set(b.params):
@@ -203,7 +358,9 @@ def _fit_dims(shapes: list[tuple[int, ...]], batches: list[int], what: str,
             continue
         fit = fit_affine(sizes, batches)
         if fit is None:
+            hint = (" (a slice bound that clamps, as x[:5] or x[-3:], does not follow the batch)"
+                    if eq is not None and eq.prim.name == "getitem" else "")
             raise op_error(eq, f"axis {axis} of {what} has sizes {list(sizes)} for batches "
-                           f"{batches}, not k*batch + c; export with dynamic_batch=False")
+                           f"{batches}, not k*batch + c{hint}; export with dynamic_batch=False")
         dims.append(fit)
     return tuple(dims)

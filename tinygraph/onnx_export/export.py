@@ -4,15 +4,19 @@ equation with its rule, check the model and write it atomically."""
 
 from __future__ import annotations
 
+import errno
 import inspect
+import os
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinygraph.files import PathLike, atomic_write
-from tinygraph.onnx_export.batch import BatchLayout, probe_batches, with_batch
+from tinygraph.onnx_export.batch import BatchLayout, probe_batches, short_repr, with_batch
 from tinygraph.onnx_export.errors import OnnxExportError, require
 from tinygraph.onnx_export.graph import OnnxGraph
 from tinygraph.onnx_export.model import check_model, make_model
@@ -43,10 +47,12 @@ def export_onnx(f: Callable[..., Any], example_args: Any, path: PathLike,
     keys of a returned dict). ``opset``: the ONNX opset (default and minimum 18). ``metadata``:
     strings stored in the model's ``metadata_props``. See :mod:`tinygraph.onnx_export` for the
     mapping, and what ``dynamic_batch`` requires of ``f``. Errors are one line
-    (:class:`OnnxExportError`, naming the op and the line of ``f`` that applied it); the file is
-    written whole or not at all.
+    (:class:`OnnxExportError`, naming the op and the line of ``f`` that applied it; an
+    ``OSError`` naming ``path`` when its folder does not exist, said before recording, or the
+    write fails); the file is written whole or not at all.
     """
     onnx = require("onnx")
+    _check_options(f, path, dynamic_batch, metadata)
     opset = _checked_opset(opset, onnx.defs.onnx_opset_version())
     arrays, batch = _example_arrays(example_args, dynamic_batch)
     param_leaves, _, param_paths = flatten(params) if params is not None else ([], None, [])
@@ -54,18 +60,17 @@ def export_onnx(f: Callable[..., Any], example_args: Any, path: PathLike,
         if not isinstance(leaf, (np.ndarray, Tensor)):
             raise OnnxExportError(f"export_onnx: params{where} is a {type(leaf).__name__}, not "
                                   "an array")
+    if not arrays:
+        raise OnnxExportError("export_onnx: example_args is empty; give at least one example "
+                              "array (the graph's inputs: a model without inputs computes "
+                              "nothing new)")
     lead = (params,) if params is not None else ()
     program = _record(f, (*lead, *arrays))
     _refuse_unmapped(program)
     batches = probe_batches(batch)
     programs = [program]
     for size in batches[1:]:  # the same f at other batch sizes: which sizes follow the batch
-        try:
-            programs.append(_record(f, (*lead, *[with_batch(a, size) for a in arrays])))
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise OnnxExportError(f"export_onnx: f fails for a batch of {size} ({first}); "
-                                  "export with dynamic_batch=False") from None
+        programs.append(_record_probe(f, lead, arrays, size, batches))
     layout = BatchLayout(programs, batches)
 
     graph = OnnxGraph(onnx, opset, example_batch=batch)
@@ -81,12 +86,49 @@ def export_onnx(f: Callable[..., Any], example_args: Any, path: PathLike,
     title = getattr(f, "__qualname__", None) or getattr(f, "__name__", "f")
     model = make_model(onnx, graph, title, metadata)
     check_model(onnx, graph, model, program, names)
-    with atomic_write(path, "wb") as handle:
-        handle.write(model.SerializeToString())
+    try:
+        with atomic_write(path, "wb") as handle:
+            handle.write(model.SerializeToString())
+    except OSError as exc:  # about the file asked for, not the temporary one next to it
+        raise _os_error(type(exc), exc.errno, f"export_onnx: cannot write {os.fspath(path)}: "
+                        f"{exc.strerror or exc}") from None
     return model
 
 
 # -- the arguments --------------------------------------------------------------------------------
+
+def _check_options(f: Any, path: Any, dynamic_batch: Any, metadata: Any) -> None:
+    """Refuse, in one line, an ``f`` that is not callable, a ``path`` that is not a file name or
+    whose folder does not exist (before recording anything), a ``dynamic_batch`` that is not a
+    bool, and ``metadata`` that is not a dict of strings."""
+    if not callable(f):
+        raise OnnxExportError(f"export_onnx: f must be a function (or a tinygraph op), got "
+                              f"{type(f).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise OnnxExportError(f"export_onnx: path must be a file name, got {type(path).__name__}")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise _os_error(FileNotFoundError, errno.ENOENT, f"export_onnx: cannot write "
+                        f"{os.fspath(path)}: the folder {folder} does not exist")
+    if not isinstance(dynamic_batch, (bool, np.bool_)):
+        raise OnnxExportError(f"export_onnx: dynamic_batch must be True or False, got "
+                              f"{dynamic_batch!r}")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise OnnxExportError(f"export_onnx: metadata must be a dict of strings to strings, "
+                                  f"got {type(metadata).__name__}")
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise OnnxExportError(f"export_onnx: metadata must be a dict of strings to "
+                                      f"strings, got {key!r}: {short_repr(value)}")
+
+
+def _os_error(kind: type[OSError], number: int | None, message: str) -> OSError:
+    """An OSError of ``kind`` whose text is just ``message`` (one line), with ``errno`` set."""
+    error = kind(message)
+    error.errno = number
+    return error
+
 
 def _checked_opset(opset: int | None, newest: int) -> int:
     opset = DEFAULT_OPSET if opset is None else opset
@@ -167,6 +209,23 @@ def _record(f: Callable[..., Any], args: tuple) -> Program:
             return op(*inputs)
 
     return make_program(f)(*args)
+
+
+def _record_probe(f: Callable[..., Any], lead: tuple, arrays: list[np.ndarray], size: int,
+                  batches: list[int]) -> Program:
+    """The program of ``f`` on the examples with ``size`` rows (cycled), for the dynamic batch;
+    NumPy's warnings at a size the user did not ask for (a variance of one row) are silenced,
+    and a failure is a one-line error naming the size."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return _record(f, (*lead, *[with_batch(a, size) for a in arrays]))
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OnnxExportError(
+            f"export_onnx: f fails for a batch of {size} ({type(exc).__name__}: {first}); "
+            f"dynamic_batch records f at batches {batches} to see which sizes follow the "
+            "batch, so f must run at each: export with dynamic_batch=False") from None
 
 
 def _refuse_unmapped(program: Program) -> None:
@@ -265,11 +324,17 @@ def _bind_outputs(graph: OnnxGraph, program: Program, names: dict[int, str],
                   for key in keys]
     else:
         chosen = [graph.fresh(f"output_{i}") for i in range(count)]
-    for name, value, constant in zip(chosen, program.outputs, program.output_constants):
+    for position, (name, value, constant) in enumerate(zip(chosen, program.outputs,
+                                                           program.output_constants)):
         if value is None:
             array = np.asarray(constant.data if isinstance(constant, Tensor) else constant)
-            graph.add_output(name, graph.const(array, name=f"{name}_value"), array.dtype,
-                             array.shape)
+            moving = layout.output_constants.get(position)
+            if moving is not None:  # follows the batch: computed from the batch size
+                graph.add_output(name, graph.batch_constant(moving, array.dtype), array.dtype,
+                                 moving.dims)
+            else:
+                graph.add_output(name, graph.const(array, name=f"{name}_value"), array.dtype,
+                                 array.shape)
         else:
             source = names[value]
             graph.add_output(name, source, graph.dtype(source), layout.dims[value])

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.onnx_export.batch import BatchDim, Dim, Dims
+from tinygraph.onnx_export.batch import BatchConstant, BatchDim, Dim, Dims
 from tinygraph.onnx_export.errors import OnnxExportError, op_error
 from tinygraph.program import Equation
 
@@ -30,13 +30,14 @@ Rule = Callable[..., str]  # rule(g, *input_names, **params) -> the result's nam
 @dataclass
 class _ValueInfo:
     """What the graph knows of a value: its dtype and sizes; for a program constant, its value
-    (made an initializer per dtype on first use) and how it follows the batch, if it does."""
+    (made an initializer per dtype on first use) and how it follows the batch, if it does (then
+    it is computed at run time)."""
 
     dtype: np.dtype
     dims: Dims
     constant: Any = None
     is_constant: bool = False
-    batch_constant: tuple[BatchDim, bool] | None = None  # (k*batch + c, reciprocal?)
+    batch_constant: BatchConstant | None = None
 
 
 class OnnxGraph:
@@ -83,7 +84,7 @@ class OnnxGraph:
         return made
 
     def add_program_constant(self, key: str, constant: Any, dtype: Any, dims: Dims,
-                             batch_constant: tuple[BatchDim, bool] | None) -> None:
+                             batch_constant: BatchConstant | None) -> None:
         """Make ``key`` stand for a constant of the program: an initializer is made only when a
         rule uses it, in the dtype it asks for (or, following the batch, computed at run time)."""
         self._info[key] = _ValueInfo(np.dtype(dtype), tuple(dims), constant=constant,
@@ -165,9 +166,12 @@ class OnnxGraph:
         return any(isinstance(d, BatchDim) for d in self.dims(name))
 
     def value(self, name: str | None) -> Any:
-        """The value of a constant input (an array or a number), or None for other values."""
+        """The value of a constant input (an array or a number), or None for other values and
+        for a constant that follows the batch (known only at run time)."""
         info = self._info.get(name) if name is not None else None
-        return info.constant if info is not None and info.is_constant else None
+        if info is None or not info.is_constant or info.batch_constant is not None:
+            return None
+        return info.constant
 
     def is_constant(self, name: str) -> bool:
         """Whether ``name`` is a constant of the program (its value: :meth:`value`)."""
@@ -195,7 +199,8 @@ class OnnxGraph:
         for name in names:
             if name is None:
                 continue
-            value = self.value(name)
+            info = self._info.get(name)
+            value = info.constant if info is not None and info.is_constant else None
             if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
                 kinds.append(value)
             else:
@@ -351,6 +356,28 @@ class OnnxGraph:
         """The error to raise from a rule: one line naming the op and the user's line."""
         return op_error(self._eq, message)
 
+    def batch_constant(self, constant: BatchConstant, dtype: Any) -> str:
+        """A constant that follows the batch, computed at run time in ``dtype``: its number (a
+        fill, or a count k*batch + c or its reciprocal) over its sizes (ConstantOfShape, or an
+        Expand of the count, with the batch-following sizes from the batch size)."""
+        dtype = np.dtype(dtype)
+        if constant.count is None:
+            fill = np.asarray(constant.fill).astype(dtype)
+            if not constant.dims:
+                return self.scalar(fill, dtype)
+            return self.constant_of_shape(self.shape_tensor(constant.dims), fill, dtype)
+        count = self.op("Cast", self.op("Reshape", self._batch_dim(constant.count),
+                                        self.ints([])), to=self.onnx_dtype(dtype))
+        factor = constant.factor
+        if constant.reciprocal:
+            count = self.op("Div", self.scalar(factor, dtype), count)
+        elif factor != 1 and (1 / factor).is_integer():  # N/2 as NumPy rounds it
+            count = self.op("Div", count, self.scalar(1 / factor, dtype))
+        elif factor != 1:
+            count = self.op("Mul", count, self.scalar(factor, dtype))
+        return self.op("Expand", count, self.shape_tensor(constant.dims)) if constant.dims \
+            else count
+
     # -- inside --------------------------------------------------------------------------------
     def _declare(self, name: str, dtype: Any, dims: Sequence[Dim]) -> None:
         self._taken.add(name)
@@ -381,10 +408,7 @@ class OnnxGraph:
         key = (name, dtype.str)
         if key not in self._made:
             if info.batch_constant is not None:
-                dim, reciprocal = info.batch_constant
-                count = self.op("Cast", self.op("Reshape", self._batch_dim(dim), self.ints([])),
-                                to=self.onnx_dtype(dtype))
-                made = self.op("Div", self.scalar(1, dtype), count) if reciprocal else count
+                made = self.batch_constant(info.batch_constant, dtype)
             else:
                 made = self.const(info.constant, dtype, name=name.lstrip("~"))
             self._made[key] = made

@@ -2,7 +2,10 @@
 take_along_axis and its scatter-add, argsort.
 
 Basic indices become a Slice, one integer array or mask a Gather on its axis (both exact at any
-batch size); any other index is read as the flat positions NumPy would read, fixed at export.
+batch size); any other index is read as the flat positions NumPy would read, fixed at export. A
+slice along an axis that follows the batch is refused when a bound makes its length stop
+following the batch at some batch size (``x[:5]``, ``x[-3:]``, ``x[:100]``): checked exactly,
+for every batch size, not just at the recorded ones.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygraph.onnx_export.batch import Dims
+from tinygraph.onnx_export.batch import BatchDim, Dim, Dims
 from tinygraph.onnx_export.graph import INT_MAX, INT_MIN, OnnxGraph, Rule
 
 
@@ -60,6 +63,57 @@ def _sliced(g: OnnxGraph, x: str, parts: list[Any], skip: Collection[int] = ()) 
     return g.op("Slice", x, g.ints(starts), g.ints(ends), g.ints(axes), g.ints(steps))
 
 
+def _check_batch_slices(g: OnnxGraph, x: str, parts: list[Any]) -> None:
+    """Refuse (one line) a slice along an axis of ``x`` that follows the batch whose length is
+    not the exported size at every batch size from 1 on (a bound that clamps)."""
+    in_dims, out_dims = g.dims(x), g.out_dims
+    axis = out = 0  # the input axis a part reads, and the result axis it makes
+    for part in parts:
+        if part is None:
+            out += 1
+        elif isinstance(part, np.ndarray):  # the one index array (or mask) of a Gather
+            axis += part.ndim if part.dtype == np.bool_ else 1
+            out += 1 if part.dtype == np.bool_ else part.ndim
+        elif isinstance(part, slice):
+            if isinstance(in_dims[axis], BatchDim):
+                _check_slice_length(g, part, axis, in_dims[axis], out_dims[out])
+            axis += 1
+            out += 1
+        else:  # an int drops its axis
+            axis += 1
+
+
+def _check_slice_length(g: OnnxGraph, part: slice, axis: int, length: BatchDim,
+                        exported: Dim) -> None:
+    """The length of ``range(n)[part]`` for an axis of ``length`` (k*batch + c) rows must be
+    ``exported`` at every batch. It is piecewise: it changes form only near its bounds, and on
+    each piece |step| + 2 consecutive batch sizes pin it down, so the sizes checked are those
+    after batch 1 and around each bound."""
+    if part == slice(None):
+        return
+    step = 1 if part.step is None else abs(int(part.step))
+    window = step + 3
+    batches = set(range(1, 1 + window))
+    for bound in (part.start, part.stop):
+        if bound is None:
+            continue
+        near = (abs(int(bound)) - length.offset) // max(length.scale, 1)
+        batches.update(range(max(1, near - 2), max(1, near - 2) + window + 2))
+    for batch in sorted(batches):
+        rows = length.at(batch)
+        if rows < 0:
+            continue
+        got = len(range(rows)[part])
+        want = exported.at(batch) if isinstance(exported, BatchDim) else exported
+        if got != want:
+            text = ":".join("" if v is None else str(v) for v in (part.start, part.stop))
+            text += "" if part.step is None else f":{part.step}"
+            raise g.fail(f"the slice [{text}] along axis {axis}, whose length "
+                         f"follows the batch, keeps {got} of {rows} rows at a batch of {batch}, "
+                         f"not {want} as at the recorded batches: a bound that clamps cannot "
+                         "follow the batch; export with dynamic_batch=False")
+
+
 def _is_basic(part: Any) -> bool:
     """Whether an index part is basic (an int, a slice, or None, a new axis)."""
     return part is None or isinstance(part, slice) or (
@@ -73,12 +127,14 @@ def _getitem(g: OnnxGraph, x: str, index: Any) -> str:
     ndim = g.ndim(x)
     parts = _index_parts(index, ndim)
     if all(_is_basic(p) for p in parts):
+        _check_batch_slices(g, x, parts)
         return g.reshape(_sliced(g, x, parts))
     arrays = [i for i, p in enumerate(parts) if not _is_basic(p)]
     single = parts[arrays[0]] if len(arrays) == 1 else None
     if isinstance(single, np.ndarray) and single.dtype.kind in "iub" and all(
             p is None or isinstance(p, slice) for i, p in enumerate(parts) if i != arrays[0]):
         axis = sum(1 for p in parts[:arrays[0]] if p is not None)
+        _check_batch_slices(g, x, parts)
         sliced = _sliced(g, x, parts, skip={axis})
         if single.dtype == np.bool_:
             k = single.ndim
