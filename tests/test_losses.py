@@ -293,3 +293,34 @@ def test_the_eager_rule_reuses_the_forwards_log_softmax_with_the_same_bits():
     w = tg.Tensor(W, requires_grad=True)
     tg.softmax_cross_entropy(logits @ w, labels).backward(create_graph=True)
     assert np.array_equal(eager, w.grad.data)
+
+
+@pytest.mark.parametrize("rows, classes", [(1, 2), (7, 10), (513, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
+def test_the_compiled_steps_fused_loss_has_the_general_paths_bits(rows, classes, dtype,
+                                                                  label_dtype):
+    """The training step's call takes a short path (its Python overhead was ~20 us of a
+    100 us compiled step at batch 1): the same value and rule, bit for bit and dtype."""
+    from tinygraph.ops import losses
+
+    rng = np.random.default_rng(rows)
+    logits = (rng.normal(size=(rows, classes)) * 5).astype(dtype)
+    labels = rng.integers(0, classes, size=rows).astype(label_dtype)
+    value, rule = losses._cross_entropy_and_rule(logits, labels)
+    checked, axis, _ = losses._check_cross_entropy(logits, labels)
+    log_probs = losses._log_softmax(logits, axis=axis)
+    expected = losses._cross_entropy_value(logits, checked, log_probs, axis)
+    expected_rule = losses._softmax_minus(log_probs, labels)
+    assert value.dtype == expected.dtype and np.array_equal(value, expected)
+    assert rule.dtype == expected_rule.dtype and np.array_equal(rule, expected_rule)
+
+
+def test_the_fused_losss_short_path_leaves_bad_labels_to_the_checked_path():
+    from tinygraph.ops import losses
+
+    logits = np.zeros((2, 3), np.float32)
+    for labels, message in (([0, 3], "out of range for 3 classes"), ([-1, 0], "is negative"),
+                            ([0], "got 1 labels for 2 rows")):
+        with pytest.raises(ValueError, match=message):
+            losses._cross_entropy_and_rule(logits, np.array(labels))

@@ -265,6 +265,19 @@ def _cross_entropy_and_rule(logits: Any, labels: Any) -> tuple[np.ndarray, np.nd
     """softmax_cross_entropy and softmax_minus_targets of the same inputs and no parameters,
     sharing one log-softmax (same bits as the two ops apart): a compiled step computes them
     together."""
+    if (type(logits) is np.ndarray and type(labels) is np.ndarray and logits.ndim == 2
+            and labels.ndim == 1 and labels.dtype.kind in "iu" and len(labels) == len(logits)
+            and len(labels) and logits.shape[1] and labels.min() >= 0
+            and labels.max() < logits.shape[1]):
+        # The training step's call, checked in four comparisons (the general path below
+        # raises the one-line errors): the same operations as the general path, so the same
+        # bits, without its Python overhead (~20 us of a ~100 us step at batch 1).
+        log_probs = _log_softmax(logits, axis=1)
+        count = len(labels)
+        total = log_probs[np.arange(count), labels].sum()
+        softmax = np.exp(log_probs)
+        softmax[np.arange(count), labels] -= 1
+        return np.asarray(0.0 - total / count, dtype=logits.dtype), softmax
     checked, axis, _ = _check_cross_entropy(logits, labels)
     log_probs = _log_softmax(logits, axis=axis)
     return (_cross_entropy_value(logits, checked, log_probs, axis),
