@@ -314,6 +314,8 @@ def test_the_compiled_steps_fused_loss_has_the_general_paths_bits(rows, classes,
     expected_rule = losses._softmax_minus(log_probs, labels)
     assert value.dtype == expected.dtype and np.array_equal(value, expected)
     assert rule.dtype == expected_rule.dtype and np.array_equal(rule, expected_rule)
+    eager = tg.softmax_cross_entropy(logits, labels)  # the eager forward's short path too
+    assert eager.dtype == expected.dtype and np.array_equal(eager, expected)
 
 
 def test_the_fused_losss_short_path_leaves_bad_labels_to_the_checked_path():
