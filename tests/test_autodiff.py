@@ -286,3 +286,42 @@ def test_sum_to_shape_plans_the_axes_once_and_matches_unbroadcast_bit_for_bit():
     for shape, target in [((5, 3), (4,)), ((5, 3), (2, 3)), ((3,), (2, 3))]:
         with pytest.raises(ValueError, match="cannot be summed down"):
             sum_to_shape(np.zeros(shape), target)
+
+
+def test_the_reverse_pass_pauses_the_cycle_collector_and_leaves_it_as_it_was():
+    """A full collection in the middle of a pass walks every node (time per node grew with the
+    graph): the collector is off during the pass, on again after it, even after an error, and
+    a pass that starts with it off (nested, or the user's choice) leaves it off."""
+    import gc
+
+    seen = []
+
+    @tg.primitive(register=False)
+    def probe(x):
+        return x
+
+    probe.defvjp(lambda g, out, x: seen.append(gc.isenabled()) or g)
+
+    @tg.primitive(register=False)
+    def broken(x):
+        return x
+
+    def fail(g, out, x):
+        raise RuntimeError("rule failed")
+
+    broken.defvjp(fail)
+    assert gc.isenabled()
+    x = tg.Tensor(np.ones(3), requires_grad=True)
+    tg.sum(probe(x)).backward()
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError, match="rule failed"):
+        tg.sum(broken(x)).backward()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tg.grad(lambda t: tg.sum(probe(t)))(np.ones(2))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert tg.grad(tg.grad(lambda t: tg.sum(probe(t) ** 3)))(np.array(2.0)) == 12.0
+    assert gc.isenabled()

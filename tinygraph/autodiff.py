@@ -18,6 +18,7 @@ The functional transforms built on it (grad, vjp, jvp, hessian, ...) are in ``tr
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -129,12 +130,24 @@ def reverse_pass(roots: list[Tensor], seeds: list[Any], *, targets: set[int] | N
     none. ``order``: the nodes in the order they were made (a transform's tape), instead of a
     topological sort; leaves are not on it, and ends are then the nodes whose cotangents are
     left over (leaves, or anything not on the tape).
+
+    Python's cycle collector is paused for the pass (and resumed after it, if it was on): the
+    pass makes no reference cycles, and a full collection in the middle of it walks every node
+    of the graph, which made the time per node grow with the graph (1.26x from 1e3 to 1e6
+    nodes; 1.06x with the collector off). A pass inside a pass leaves it as it finds it.
     """
-    if create_graph:
-        current().graph_passes += 1
-        with enable_grad(), scope(f"grad pass {current().graph_passes}"):
-            return _pass(roots, seeds, targets, True, retain_grads, write_retained, order)
-    return _pass(roots, seeds, targets, False, retain_grads, write_retained, order)
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        if create_graph:
+            current().graph_passes += 1
+            with enable_grad(), scope(f"grad pass {current().graph_passes}"):
+                return _pass(roots, seeds, targets, True, retain_grads, write_retained, order)
+        return _pass(roots, seeds, targets, False, retain_grads, write_retained, order)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, create_graph: bool,
