@@ -180,8 +180,10 @@ class Primitive:
         state = current()
         previous = state.rule_op, state.rule_site
         # nodes the rule makes are reported, under detect_anomaly, at the line that made ``out``
-        state.rule_op, state.rule_site = self.name, RuleSite(self.name, getattr(out, "_site",
-                                                                                 None))
+        # (sites are kept only under anomaly mode or while tracing: no object otherwise)
+        state.rule_op = self.name
+        state.rule_site = (RuleSite(self.name, getattr(out, "_site", None))
+                           if state.anomaly or state.tracing else None)
         try:
             results = self.cotangents(grad_out, out, inputs, params, needed)
             for result, need in zip(results, needed):

@@ -198,11 +198,7 @@ def softmax_cross_entropy(logits, labels, axis=-1, reduction="mean", label_smoot
     """
     if (reduction == "mean" and not label_smoothing and ignore_index is None
             and axis in (-1, 1) and _training_call(logits, labels)):
-        log_probs = _log_softmax(logits, axis=1)  # the general path's operations, shortened
-        count = len(labels)
-        loss = np.asarray(0.0 - log_probs[np.arange(count), labels].sum() / count,
-                          dtype=logits.dtype)
-        return _LOG_PROBS.keep(loss, log_probs)
+        return _LOG_PROBS.keep(*_training_loss(logits, labels))
     checked, axis, valid = _check_cross_entropy(logits, labels, axis, reduction,
                                                 label_smoothing, ignore_index)
     log_probs = _log_softmax(logits, axis=axis)
@@ -280,17 +276,23 @@ def _training_call(logits: Any, labels: Any) -> bool:
             and labels.max() < logits.shape[1])
 
 
+def _training_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the mean cross-entropy, the log-softmax) of a call ``_training_call`` accepted: the
+    operations of ``_cross_entropy_value`` for it, without the general path's handling."""
+    log_probs = _log_softmax(logits, axis=1)
+    count = len(labels)
+    loss = np.asarray(0.0 - log_probs[np.arange(count), labels].sum() / count,
+                      dtype=logits.dtype)
+    return loss, log_probs
+
+
 def _cross_entropy_and_rule(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """softmax_cross_entropy and softmax_minus_targets of the same inputs and no parameters,
     sharing one log-softmax (same bits as the two ops apart): a compiled step computes them
     together."""
     if _training_call(logits, labels):  # the same operations as below, so the same bits
-        log_probs = _log_softmax(logits, axis=1)
-        count = len(labels)
-        total = log_probs[np.arange(count), labels].sum()
-        softmax = np.exp(log_probs)
-        softmax[np.arange(count), labels] -= 1
-        return np.asarray(0.0 - total / count, dtype=logits.dtype), softmax
+        loss, log_probs = _training_loss(logits, labels)
+        return loss, _softmax_minus(log_probs, labels)
     checked, axis, _ = _check_cross_entropy(logits, labels)
     log_probs = _log_softmax(logits, axis=axis)
     return (_cross_entropy_value(logits, checked, log_probs, axis),
