@@ -24,8 +24,7 @@ from models import network
 from models.data import DataError, load_idx_dir, to_features
 from models.export import export_network
 from models.params import load_params
-from models.runtime import missing_onnx
-from tinygraph.onnx_export import require
+from models.runtime import missing_onnx, open_session, run_in_batches
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -33,25 +32,20 @@ DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist
 def compare(params_file: Path, images: np.ndarray, labels: np.ndarray, folder: Path,
             samples: int, min_time: float) -> dict:
     """Accuracy and seconds per pass over ``images`` of one trained network, both engines."""
-    ort = require("onnxruntime")
     params, config = load_params(params_file)
     activation = config["activation"]
     architecture = network.architecture(params)
     features = to_features(images, network.dtype_of(params))
     model_file = folder / f"{params_file.parent.name}.onnx"
     export_network(params, activation, model_file)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    session = open_session(model_file, threads=1)  # one intra-op and one inter-op thread
     batch = network.EVAL_BATCH[architecture]
 
     def with_numpy() -> np.ndarray:
         return network.predict(params, features, activation)
 
     def with_onnx_runtime() -> np.ndarray:
-        scores = [session.run(None, {"pixels": features[start:start + batch]})[0]
-                  for start in range(0, len(features), batch)]
-        return np.argmax(np.concatenate(scores), axis=1)
+        return np.argmax(np.concatenate(run_in_batches(session, features, batch)), axis=1)
 
     with limited_threads(1):
         numpy_labels, onnx_labels = with_numpy(), with_onnx_runtime()

@@ -28,7 +28,7 @@ def missing_onnx(runtime: bool = False) -> str | None:
             "pip install 'tinygraph[onnx]'")
 
 
-def _session(model_path: Path, threads: int) -> Any:
+def open_session(model_path: Path, threads: int = 0) -> Any:
     """An ONNX Runtime session on the CPU; a missing or unreadable file is a DataError."""
     ort = require("onnxruntime")
     if not model_path.is_file():
@@ -58,7 +58,7 @@ def onnx_logits(model_path: Path | str, features: np.ndarray, threads: int = 0) 
     them. ``threads``: ONNX Runtime's intra-op threads (0: its default). Bad files and rows that
     do not fit the model are one-line DataErrors."""
     model_path = Path(model_path)
-    session = _session(model_path, threads)
+    session = open_session(model_path, threads)
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 2:
         raise DataError(f"{model_path}: expected a model with one input of rows (batch, pixels), "
@@ -80,10 +80,8 @@ def onnx_logits(model_path: Path | str, features: np.ndarray, threads: int = 0) 
         raise DataError(f"{model_path}: the model was exported for batches of exactly {fixed} "
                         f"rows (--fixed-batch), and {len(features)} rows do not split into them")
     features = features.astype(dtype, copy=False)
-    outputs = []
     try:
-        for start in range(0, len(features), batch):
-            outputs.append(session.run(None, {spec.name: features[start:start + batch]})[0])
+        outputs = run_in_batches(session, features, batch)
     except Exception as exc:
         reason = " ".join(str(exc).split())
         raise DataError(f"{model_path}: ONNX Runtime failed ({reason[:200]})") from None
@@ -95,6 +93,14 @@ def onnx_logits(model_path: Path | str, features: np.ndarray, threads: int = 0) 
         classes = session.get_outputs()[0].shape[-1]
         return np.zeros((0, classes if isinstance(classes, int) else 0), dtype=dtype)
     return np.concatenate(outputs)
+
+
+def run_in_batches(session: Any, features: np.ndarray, batch: int) -> list[np.ndarray]:
+    """The first output of ``session`` for the rows of ``features``, ``batch`` rows a run (the
+    model's one input takes them as they are: convert them to its dtype first)."""
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: features[start:start + batch]})[0]
+            for start in range(0, len(features), batch)]
 
 
 def onnx_predict(model_path: Path | str, features: np.ndarray, threads: int = 0) -> np.ndarray:
