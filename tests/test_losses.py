@@ -316,6 +316,14 @@ def test_the_compiled_steps_fused_loss_has_the_general_paths_bits(rows, classes,
     assert rule.dtype == expected_rule.dtype and np.array_equal(rule, expected_rule)
     eager = tg.softmax_cross_entropy(logits, labels)  # the eager forward's short path too
     assert eager.dtype == expected.dtype and np.array_equal(eager, expected)
+    # A compiled program's plan of it (buffers allocated once, ids checked by a one-hot),
+    # called twice: the second call's results are right too (its buffers are reused).
+    planned = losses._cross_entropy_and_rule.plan([logits.shape, labels.shape],
+                                                  [logits.dtype, labels.dtype])
+    for _ in range(2):
+        value, rule = planned(logits, labels)
+        assert value.dtype == expected.dtype and np.array_equal(value, expected)
+        assert rule.dtype == expected_rule.dtype and np.array_equal(rule, expected_rule)
 
 
 def test_the_fused_losss_short_path_leaves_bad_labels_to_the_checked_path():
@@ -326,3 +334,21 @@ def test_the_fused_losss_short_path_leaves_bad_labels_to_the_checked_path():
                             ([0], "got 1 labels for 2 rows")):
         with pytest.raises(ValueError, match=message):
             losses._cross_entropy_and_rule(logits, np.array(labels))
+    planned = losses._cross_entropy_and_rule.plan([(2, 3), (2,)],
+                                                  [np.dtype(np.float32), np.dtype(np.int64)])
+    for labels, message in (([0, 3], "out of range for 3 classes"), ([-1, 0], "is negative"),
+                            ([-3, 0], "is negative"), ([3, 3], "out of range")):
+        with pytest.raises(ValueError, match=message):
+            planned(logits, np.array(labels))
+
+
+def test_a_compiled_step_with_a_bad_label_names_it_in_one_line():
+    """The compiled step's fused loss checks its ids through the one-hot (no min/max pass):
+    an id out of range is still the cross-entropy's own one-line error, not a wrong loss."""
+    params = {"W": np.ones((4, 3), np.float32)}
+    step = tg.trace(tg.value_and_grad(lambda p, x, y: tg.softmax_cross_entropy(x @ p["W"], y)))
+    x = np.ones((2, 4), np.float32)
+    step(params, x, np.array([0, 2]))
+    for labels, message in (([0, 3], "out of range for 3 classes"), ([-1, 0], "is negative")):
+        with pytest.raises(ValueError, match=message):
+            step(params, x, np.array(labels))

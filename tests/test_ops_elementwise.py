@@ -300,19 +300,33 @@ def test_clip_errors_name_the_op_and_the_given_shapes():
         tg.clip(tg.Tensor(np.ones(3)), a_min=0.0)
 
 
-def test_a_large_sigmoid_goes_block_by_block_with_the_same_bits():
-    """Issue 10's memory target: a full-batch sigmoid holds one small scratch block instead of
-    a second array of the layer's size; elementwise, so the bits are the whole-array formula's."""
+def _sigmoid_reference(x: np.ndarray) -> np.ndarray:
+    """e^min(x, 0) / (1 + e^-|x|) written plainly, two exponentials (the formula's definition)."""
+    return np.exp(np.minimum(x, 0)) / (1 + np.exp(-np.abs(x)))
+
+
+def test_every_way_of_computing_the_sigmoid_gives_the_definition_s_bits():
+    """Issue 10: the sigmoid's numerator e^min(x, 0) comes from its one exponential e^-|x|
+    (by sign(x) on small arrays, by x >= 0 on large ones) and a large array goes block by block
+    (the memory target: one small scratch, not a second array of the layer's size). None of it
+    may change a bit: every path against the plain two-exponential formula, on values that
+    include 0, -0, NaN, infinities and exponents far past overflow."""
     from tinygraph.ops import arithmetic
 
     rng = np.random.default_rng(1)
-    size = 3 * arithmetic._SIGMOID_BLOCK + 17  # several blocks and a short last one
-    for dtype in (np.float32, np.float64):
-        x = (rng.normal(size=size) * 30).astype(dtype)
-        x[:4] = [0.0, -0.0, 800.0, -800.0]
-        whole = arithmetic._sigmoid_block(np.empty_like(x), x, np.empty_like(x))
-        for shaped in (x, x.reshape(-1, 1), x[::-1].copy()[::-1]):  # contiguous, 2-D, a view
-            assert np.array_equal(tg.sigmoid(shaped).reshape(-1), whole)
-        out = np.empty_like(x)
-        assert arithmetic._sigmoid_into(out, x) is out and np.array_equal(out, whole)
-        assert np.array_equal(tg.sigmoid(x[::2]), whole[::2])  # strided: in one piece
+    specials = [0.0, -0.0, 800.0, -800.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30]
+    for size in (1, 9, arithmetic._SIGMOID_COMPARE - 1, arithmetic._SIGMOID_COMPARE,
+                 3 * arithmetic._SIGMOID_BLOCK + 17):  # several blocks and a short last one
+        for dtype in (np.float32, np.float64):
+            x = (rng.normal(size=max(size, len(specials))) * 30).astype(dtype)[:size]
+            x[:len(specials)] = specials[:size]
+            with np.errstate(all="ignore"):
+                expected = _sigmoid_reference(x)
+            for shaped in (x, x.reshape(-1, 1), x[::-1].copy()[::-1]):  # 1-D, 2-D, a view
+                assert np.array_equal(tg.sigmoid(shaped).reshape(-1), expected, equal_nan=True)
+            out = np.empty_like(x)
+            assert arithmetic._sigmoid_into(out, x) is out
+            assert np.array_equal(out, expected, equal_nan=True)
+            planned = arithmetic._sigmoid_plan(x.shape, x.dtype)  # a compiled program's
+            assert np.array_equal(planned(np.empty_like(x), x), expected, equal_nan=True)
+            assert np.array_equal(tg.sigmoid(x[::2]), expected[::2], equal_nan=True)  # strided

@@ -120,23 +120,32 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
     shapes = {item.value: tuple(item.shape) for item in program.inputs}
     shapes.update((value, np.shape(c)) for value, c in constants.items())
     shapes.update((eq.out, tuple(eq.shape)) for eq in program.equations)
+    dtypes = {item.value: np.dtype(item.dtype) for item in program.inputs}
+    dtypes.update((value, np.result_type(c)) for value, c in constants.items())
+    dtypes.update((eq.out, np.dtype(eq.dtype)) for eq in program.equations)
     for index, eq in enumerate(program.equations):
         if eq.out in skipped:
             continue  # computed together with an earlier op
         if index in fused:
             partner, function = fused[index]
-            namespace[f"f{index}"] = function
+            planned = None
+            if partner.out not in returned and hasattr(function, "plan"):
+                planned = function.plan([shapes[v] for v in eq.inputs],
+                                        [dtypes[v] for v in eq.inputs])
+            namespace[f"f{index}"] = function if planned is None else planned
             args = ", ".join(names[v] for v in eq.inputs)
             lines.append(f"    v{eq.out}, v{partner.out} = f{index}({args})  "
                          f"# {_safe(eq.prim.name)} + {_safe(partner.prim.name)}")
             names[eq.out], names[partner.out] = f"v{eq.out}", f"v{partner.out}"
-            fresh.update((eq.out, partner.out))  # plain forwards: new arrays
+            # plain forwards make new arrays; a planned one keeps the partner in its buffer
+            fresh.update((eq.out,) if planned is not None else (eq.out, partner.out))
             release(dying.get(index, ()), index)
             continue
         args = ", ".join(names[v] for v in eq.inputs)
         forward, into = eq.prim.forward, eq.prim.forward_into
         plan = getattr(eq.prim, "plan", None)  # an op may specialize itself to fixed shapes
-        planned = plan(eq.params, [shapes[v] for v in eq.inputs]) if plan else None
+        planned = plan(eq.params, [shapes[v] for v in eq.inputs],
+                       [dtypes[v] for v in eq.inputs]) if plan else None
         params = eq.params
         if planned is not None:
             (forward, into), params = planned, {}

@@ -7,6 +7,7 @@ reverse pass sums it back to the input's shape."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -251,46 +252,90 @@ def log(x):
 log.defvjp(lambda grad_out, out, x: (grad_out / x,))  # d/dx log x = 1/x
 
 
-_SIGMOID_BLOCK = 1 << 14  # elements per block of a large sigmoid (64 KiB of float32 scratch)
+_SIGMOID_BLOCK = 1 << 16  # elements per block of a large sigmoid (256 KiB of float32 scratch)
+_SIGMOID_COMPARE = 1 << 12  # from this size on, the numerator by a comparison is faster
 
 
 def _sigmoid_into(out, x):
     """1 / (1 + e^-x) = e^min(x, 0) / (1 + e^-|x|): exact and warning-free for any |x|.
 
     Neither exponent is ever positive, so nothing overflows; no np.where (several times
-    slower than the whole formula on large arrays). The denominator is built in ``out`` and
-    the numerator in a scratch array; a large input goes block by block, so that the scratch
-    is one small block (a full-batch step then holds no extra array of the layer's size) and
-    each block's six passes stay in cache. Elementwise, so the bits do not depend on blocks.
+    slower than the whole formula on large arrays). One exponential: e^-|x| <= 1, and
+    e^min(x, 0) is 1 where x >= 0 and e^-|x| elsewhere, which is max(e^-|x|, sign(x)) or
+    max(e^-|x|, [x >= 0]) (NaN stays NaN; the first is faster on small arrays). The
+    denominator is built in ``out``, the numerator in a scratch array; a large input goes block
+    by block, so that the scratch is one block (a full-batch step then holds no extra array of
+    the layer's size) and each block's passes stay in cache. Elementwise: the bits depend
+    neither on the blocks nor on the numerator's formula (tested).
     """
     x = np.asarray(x)
     if out is None:
         out = np.empty(x.shape, np.result_type(x, np.float16))
-    if x.size <= _SIGMOID_BLOCK or not (x.flags.c_contiguous and out.flags.c_contiguous):
-        return _sigmoid_block(out, x, np.empty_like(out))
-    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    scratch = np.empty(_SIGMOID_BLOCK, out.dtype)
-    for start in range(0, x.size, _SIGMOID_BLOCK):
-        block = slice(start, start + _SIGMOID_BLOCK)
-        part = flat_out[block]
-        _sigmoid_block(part, flat_x[block], scratch[:len(part)])
-    return out
+    if x.size < _SIGMOID_COMPARE or not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return _sigmoid_by_sign(out, x, np.empty_like(out))
+    return _sigmoid_plan(x.shape, out.dtype)(out, x)
 
 
-def _sigmoid_block(out, x, numerator):
-    np.minimum(x, 0, out=numerator)
-    np.exp(numerator, out=numerator)  # 1 for x >= 0, e^x otherwise
-    np.abs(x, out=out)
-    np.negative(out, out=out)
-    np.exp(out, out=out)
+def _sigmoid_plan(shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """``into(out, x)``: the sigmoid of arrays of this shape, its scratch allocated here."""
+    size = math.prod(shape)
+    blocked = size > _SIGMOID_BLOCK
+    numerator = np.empty(_SIGMOID_BLOCK if blocked else shape, dtype)
+    if size < _SIGMOID_COMPARE:
+        def small(out, x):
+            return _sigmoid_by_sign(out, x, numerator)
+        return small
+    at_least_0 = np.empty(numerator.shape, bool)
+    if not blocked:
+        def whole(out, x):
+            return _sigmoid_by_comparison(out, x, numerator, at_least_0)
+        return whole
+
+    def by_blocks(out, x):
+        flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+        for start in range(0, size, _SIGMOID_BLOCK):
+            block = slice(start, start + _SIGMOID_BLOCK)
+            part = flat_out[block]
+            length = len(part)
+            _sigmoid_by_comparison(part, flat_x[block], numerator[:length], at_least_0[:length])
+        return out
+
+    return by_blocks
+
+
+def _sigmoid_by_sign(out, x, numerator):
+    np.copysign(x, -1, out=out)
+    np.exp(out, out=out)  # e^-|x|
+    np.sign(x, out=numerator)
+    np.maximum(numerator, out, out=numerator)  # e^min(x, 0)
     np.add(out, 1, out=out)
     return np.divide(numerator, out, out=out)
+
+
+def _sigmoid_by_comparison(out, x, numerator, at_least_0):
+    np.copysign(x, -1, out=out)
+    np.exp(out, out=out)  # e^-|x|
+    np.greater_equal(x, 0, out=at_least_0)
+    np.maximum(out, at_least_0, out=numerator)  # e^min(x, 0)
+    np.add(out, 1, out=out)
+    return np.divide(numerator, out, out=out)
+
+
+def _plan_sigmoid(params: dict, shapes: list[tuple[int, ...]], dtypes: list[np.dtype]) -> Any:
+    """For a compiled program, whose shapes are fixed: the scratch allocated once."""
+    (shape,), (dtype,) = shapes, dtypes
+    if dtype.kind != "f":
+        return None
+    return sigmoid.forward, _sigmoid_plan(shape, dtype)
 
 
 @primitive(sample=elementwise(1, -6.0, 6.0), forward_into=_sigmoid_into)
 def sigmoid(x):
     """1 / (1 + e^-x), exact and warning-free for any |x| (see _sigmoid_into)."""
     return _sigmoid_into(None, x)
+
+
+sigmoid.plan = _plan_sigmoid
 
 
 sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)
