@@ -16,7 +16,9 @@ wrote) instead of ``--params`` runs the network with ONNX Runtime and writes the
 
 For pictures, ``--out`` is a CSV written with the ``csv`` module (a name holding a comma, a quote
 or a newline is quoted) with the columns ``File,Label,Error`` and one row per picture, in name
-order. In a directory, a picture that cannot be read (not an image, truncated, blank) does not
+order. A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (or ``'``)
+gets one ``'`` in front, so a spreadsheet shows it as text instead of running it as a formula;
+the name is the cell without that first ``'``. In a directory, a picture that cannot be read (not an image, truncated, blank) does not
 stop the others: its row has an empty ``Label`` and the reason in ``Error`` (``Error`` is empty
 on every row that was predicted), and a warning line on stderr names those files. The exit
 status is then 0 if at least one picture was predicted; if none was, it is 2 and nothing is
@@ -120,17 +122,37 @@ def _csv_text(name: str) -> str:
         return printable(name)
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"); a
+# leading ' makes it text. Cells starting with ' get one more, so the mark is always reversible.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _as_text(cell: str) -> str:
+    """``cell`` with a ``'`` in front if a spreadsheet would run it as a formula."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def write_picture_csv(path: Path, names: Sequence[str], predictions: Sequence[int],
                       problems: Sequence[str | None]) -> None:
     """Write ``File,Label,Error``, one row per picture, atomically: predicted pictures get
-    their label (Error empty), unreadable ones an empty Label and the reason in Error."""
+    their label (Error empty), unreadable ones an empty Label and the reason in Error.
+
+    A ``File`` or ``Error`` cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a ``'`` in front (the usual defence against CSV formula injection: a
+    picture named ``=cmd().png`` is shown by a spreadsheet as text, never run), and so does one
+    that starts with ``'``, so the file name is always the cell without its first ``'``.
+    Other cells are written as they are (a row holding a carriage return is quoted whole)."""
     labels = iter(predictions)
     with datasets.atomic_write(path, "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
+        # The csv module quotes a cell holding the line terminator, not one holding a lone
+        # carriage return, which a reader takes for the end of the row: such a row is quoted.
+        quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(["File", "Label", "Error"])
         for name, problem in zip(names, problems):
             label = "" if problem is not None else str(next(labels))
-            writer.writerow([_csv_text(name), label, problem or ""])
+            row = [_as_text(_csv_text(name)), label, _as_text(problem or "")]
+            (quoted if any("\r" in cell for cell in row) else writer).writerow(row)
 
 
 def _shown(name: str) -> str:

@@ -295,7 +295,8 @@ def test_the_eager_rule_reuses_the_forwards_log_softmax_with_the_same_bits():
     assert np.array_equal(eager, w.grad.data)
 
 
-@pytest.mark.parametrize("rows, classes", [(1, 2), (7, 10), (513, 10)])
+@pytest.mark.parametrize("rows, classes", [(1, 2), (7, 10), (63, 10), (64, 10), (513, 10),
+                                           (100, 32), (100, 33)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
 def test_the_compiled_steps_fused_loss_has_the_general_paths_bits(rows, classes, dtype,
@@ -352,3 +353,26 @@ def test_a_compiled_step_with_a_bad_label_names_it_in_one_line():
     for labels, message in (([0, 3], "out of range for 3 classes"), ([-1, 0], "is negative")):
         with pytest.raises(ValueError, match=message):
             step(params, x, np.array(labels))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_batch_of_few_classes_is_reduced_by_columns_exactly_enough_and_stably(dtype):
+    """Issue 10: (N >= 64, C <= 32) logits take the column-by-column log-softmax (a row
+    reduction over a short axis is slow in NumPy). It must be as accurate as the row path
+    (within a few units in the last place of a float64 reference), overflow-free for huge
+    logits, and give the same layout and dtype."""
+    from tinygraph.ops import losses
+
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(200, 10)) * 8).astype(dtype)
+    logits[0] = [1e30, -1e30, 0, 0, 0, 0, 0, 0, 0, 3e29]  # huge, in float32 and float64
+    assert losses._by_columns(logits, -1) and not losses._by_columns(logits[:63], -1)
+    result = tg.log_softmax(logits)
+    assert result.dtype == dtype and result.flags.c_contiguous and np.all(np.isfinite(result))
+    wide = logits.astype(np.float64)
+    shifted = wide - wide.max(axis=1, keepdims=True)
+    reference = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(result - reference) <= 8 * eps * (1 + np.abs(reference)))
+    row_path = losses._log_softmax(logits[:, :, None], axis=1)[:, :, 0]  # (3-D: the row path)
+    assert np.allclose(result, row_path, rtol=4 * eps, atol=4 * eps)
