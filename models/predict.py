@@ -14,15 +14,16 @@ Accuracy is printed wherever labels exist. ``--onnx model.onnx`` (a file ``model
 wrote) instead of ``--params`` runs the network with ONNX Runtime and writes the same CSV (needs
 ``pip install 'tinygraph[onnx]'``).
 
-For pictures, ``--out`` is a CSV written with the ``csv`` module (a name holding a comma, a quote
-or a newline is quoted) with the columns ``File,Label,Error`` and one row per picture, in name
-order. A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (or ``'``)
-gets one ``'`` in front, so a spreadsheet shows it as text instead of running it as a formula;
-the name is the cell without that first ``'``. In a directory, a picture that cannot be read (not an image, truncated, blank) does not
-stop the others: its row has an empty ``Label`` and the reason in ``Error`` (``Error`` is empty
-on every row that was predicted), and a warning line on stderr names those files. The exit
-status is then 0 if at least one picture was predicted; if none was, it is 2 and nothing is
-written. A single picture given as ``--data`` that cannot be read is an error (exit 2).
+For pictures, ``--out`` is a CSV written with the ``csv`` module (a name holding a comma, a
+quote, a newline or a carriage return is quoted) with the columns ``File,Label,Error`` and one
+row per picture, in name order. A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return (or ``'``) gets one ``'`` in front, so a spreadsheet shows it as text instead of
+running it as a formula; the name is the cell without that first ``'``. In a directory, a
+picture that cannot be read (not an image, truncated, blank) does not stop the others: its row
+has an empty ``Label`` and the reason in ``Error`` (``Error`` is empty on every row that was
+predicted), and a warning line on stderr names those files. The exit status is then 0 if at
+least one picture was predicted; if none was, it is 2 and nothing is written. A single picture
+given as ``--data`` that cannot be read is an error (exit 2).
 
 Every expected failure is one line ``error: ...`` on stderr and exit status 2, and nothing is
 written: an ``--out`` that is the ``--params`` or ``--data`` file or would land among the input

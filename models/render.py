@@ -7,7 +7,9 @@ or as the reverse pass).
 
 Every expected failure is one line ``error: ...`` on stderr and exit status 2: a ``--batch``
 outside 1 .. the sample's 1,000 test images, an ``--out`` that is a directory or has a suffix
-other than .svg/.png/.pdf (without ``--format``), an ``--arch`` that contradicts ``--params``, a
+other than .svg/.png/.pdf (without ``--format``), an ``--out`` ending in .svg, .png or .pdf
+that ``--format`` contradicts (``--out r.png --format svg`` would draw ``r.svg``, a name not
+given; ``--out r`` gets the suffix), an ``--arch`` that contradicts ``--params``, a
 parameter file ``models.params.load_params`` refuses (another architecture, damaged arrays,
 NaN weights), and a failure to write the picture or its ``.dot`` source (disk full, a read-only
 folder).
@@ -71,7 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --out {args.out}: is a directory; give a file name such as "
               f"{args.out / 'graph.svg'}", file=sys.stderr)
         return 2
-    fmt = args.format or (args.out.suffix.lstrip(".").lower() or "svg")
+    suffix = args.out.suffix
+    drawn_as = suffix[1:].lower()
+    if args.format and drawn_as in ("svg", "png", "pdf") and drawn_as != args.format:
+        # Drawing r.png as SVG would write r.svg, a file the user did not name.
+        print(f"error: --out {args.out} ends in {suffix} but --format is {args.format}: give "
+              f"--out {args.out.with_suffix('.' + args.format)}, or drop --format to draw "
+              f"{drawn_as}", file=sys.stderr)
+        return 2
+    fmt = args.format or drawn_as or "svg"
     if fmt not in ("svg", "png", "pdf"):
         print(f"error: cannot draw {args.out}: use a .svg, .png or .pdf name, or --format",
               file=sys.stderr)
