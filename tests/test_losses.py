@@ -321,8 +321,10 @@ def test_the_compiled_steps_fused_loss_has_the_general_paths_bits(rows, classes,
     # called twice: the second call's results are right too (its buffers are reused).
     planned = losses._cross_entropy_and_rule.plan([logits.shape, labels.shape],
                                                   [logits.dtype, labels.dtype])
+    out = np.empty_like(logits)
     for _ in range(2):
-        value, rule = planned(logits, labels)
+        value, rule = planned(out, logits, labels)
+        assert rule is out
         assert value.dtype == expected.dtype and np.array_equal(value, expected)
         assert rule.dtype == expected_rule.dtype and np.array_equal(rule, expected_rule)
 
@@ -340,7 +342,7 @@ def test_the_fused_losss_short_path_leaves_bad_labels_to_the_checked_path():
     for labels, message in (([0, 3], "out of range for 3 classes"), ([-1, 0], "is negative"),
                             ([-3, 0], "is negative"), ([3, 3], "out of range")):
         with pytest.raises(ValueError, match=message):
-            planned(logits, np.array(labels))
+            planned(np.empty_like(logits), logits, np.array(labels))
 
 
 def test_a_compiled_step_with_a_bad_label_names_it_in_one_line():

@@ -114,6 +114,19 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
             elif value in donated and last_use.get(value, -1) <= index:
                 donated_free.setdefault(donated.pop(value), []).append(names[value])
 
+    def assign(eq: Any) -> int:
+        """The number of a buffer for the result of ``eq``: a free one of its shape and dtype,
+        else a new one; it is the result's until the result is read for the last time."""
+        key = (tuple(eq.shape), np.dtype(eq.dtype).str)
+        if free.get(key):
+            buffer = free[key].pop()
+        else:
+            buffer = len(buffers)
+            buffers.append(np.empty(eq.shape, dtype=eq.dtype))
+            namespace[f"b{buffer}"] = buffers[buffer]
+        buffer_of[eq.out], key_of[eq.out] = buffer, key
+        return buffer
+
     fresh: set[int] = set()  # returned values computed into a new array by this call
     fused = _fusions(program)  # index of the first op -> (the partner equation, the function)
     skipped = {partner.out for partner, _ in fused.values()}
@@ -124,21 +137,27 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
     dtypes.update((value, np.result_type(c)) for value, c in constants.items())
     dtypes.update((eq.out, np.dtype(eq.dtype)) for eq in program.equations)
     for index, eq in enumerate(program.equations):
-        if eq.out in skipped:
-            continue  # computed together with an earlier op
+        if eq.out in skipped:  # computed together with an earlier op (which read its inputs)
+            release(dying.get(index, ()), index)
+            continue
         if index in fused:
             partner, function = fused[index]
             planned = None
             if partner.out not in returned and hasattr(function, "plan"):
+                # into(out, *inputs): the partner's result written into a planned buffer
                 planned = function.plan([shapes[v] for v in eq.inputs],
                                         [dtypes[v] for v in eq.inputs])
             namespace[f"f{index}"] = function if planned is None else planned
             args = ", ".join(names[v] for v in eq.inputs)
-            lines.append(f"    v{eq.out}, v{partner.out} = f{index}({args})  "
+            if planned is None:
+                call = f"f{index}({args})"
+                fresh.update((eq.out, partner.out))  # plain forwards: new arrays
+            else:
+                call = f"f{index}(b{assign(partner)}, {args})"
+                fresh.add(eq.out)
+            lines.append(f"    v{eq.out}, v{partner.out} = {call}  "
                          f"# {_safe(eq.prim.name)} + {_safe(partner.prim.name)}")
             names[eq.out], names[partner.out] = f"v{eq.out}", f"v{partner.out}"
-            # plain forwards make new arrays; a planned one keeps the partner in its buffer
-            fresh.update((eq.out,) if planned is not None else (eq.out, partner.out))
             release(dying.get(index, ()), index)
             continue
         args = ", ".join(names[v] for v in eq.inputs)
@@ -163,13 +182,7 @@ def _generate(program: Program, namespace: dict[str, Any], buffers: list[np.ndar
         elif into is not None and eq.out not in returned:
             if ufunc is not None:  # elementwise: may overwrite an input that dies right here
                 release(dying.get(index, ()), index)
-            if free.get(key):
-                buffer = free[key].pop()
-            else:
-                buffer = len(buffers)
-                buffers.append(np.empty(eq.shape, dtype=eq.dtype))
-                namespace[f"b{buffer}"] = buffers[buffer]
-            buffer_of[eq.out], key_of[eq.out] = buffer, key
+            buffer = assign(eq)
             if ufunc is not None and not params:
                 namespace[function_name] = ufunc
                 call = f"{function_name}({args}, out=b{buffer})"

@@ -43,10 +43,14 @@ _COLUMNS_MIN_ROWS = 64  # below it, the two transposing copies cost more than th
 
 
 def _by_columns(x: Any, axis: int) -> bool:
-    """Whether _log_softmax takes _log_softmax_columns (decided by type and shape alone, so
-    a compiled program's plan decides as the eager op does: the same bits)."""
-    return (type(x) is np.ndarray and x.ndim == 2 and axis in (1, -1) and x.dtype.kind == "f"
-            and x.shape[1] <= _COLUMNS_MAX_CLASSES and x.shape[0] >= _COLUMNS_MIN_ROWS)
+    """Whether _log_softmax goes by columns (_log_softmax_transposed): decided by type, shape
+    and dtype alone, so a compiled program's plan decides as the eager op does (same bits)."""
+    return type(x) is np.ndarray and _columns_shape(x.shape, x.dtype, axis)
+
+
+def _columns_shape(shape: tuple[int, ...], dtype: np.dtype, axis: int) -> bool:
+    return (len(shape) == 2 and axis in (1, -1) and dtype.kind == "f"
+            and shape[1] <= _COLUMNS_MAX_CLASSES and shape[0] >= _COLUMNS_MIN_ROWS)
 
 
 def _log_softmax_transposed(x: np.ndarray, columns: np.ndarray, exps: np.ndarray,
@@ -388,63 +392,69 @@ softmax_cross_entropy.fusions = {softmax_minus_targets: _cross_entropy_and_rule}
 
 
 def _plan_cross_entropy_and_rule(shapes: list[tuple[int, ...]], dtypes: list[np.dtype]) -> Any:
-    """For a compiled program, whose shapes are fixed, when the rule's result is not returned:
-    _cross_entropy_and_rule for (N, C) logits and N integer ids, its arrays allocated once.
+    """For a compiled program, whose shapes are fixed: ``into(out, logits, labels) -> (loss,
+    out)``, _cross_entropy_and_rule for (N, C) logits and N integer ids with the rule's result
+    written into ``out`` (a buffer of the program's plan) and its scratch allocated once.
 
     The same arithmetic on the same values, so the same bits; fewer NumPy calls (what a small
     batch pays for) and fewer passes. The ids go through a boolean one-hot (ids == 0..C-1):
     it checks them (a row without a True is an id outside [0, C): the general path then raises
     its one-line error), picks each row's log-probability in row order (the values and order
     of ``log_probs[rows, ids]``, so the same sum), and subtracts the 1s (x - 0 is x). Logits
-    that _log_softmax reduces by columns stay transposed until the rule's result is copied out.
-    That result lives in this plan's buffer, overwritten by the next call (hence: only when the
-    program does not return it)."""
+    that _log_softmax reduces by columns stay transposed until the rule's result is copied out
+    (``out``, seen as (C, N), is their scratch until then)."""
     (logits_shape, labels_shape), (dtype, labels_dtype) = shapes, dtypes
     if (len(logits_shape) != 2 or labels_shape != logits_shape[:1] or labels_dtype.kind not in "iu"
             or dtype.kind != "f" or 0 in logits_shape):
         return None
     count, classes = logits_shape
     class_ids = np.arange(classes, dtype=labels_dtype)
-    softmax = np.empty(logits_shape, dtype)
     maximum, add, subtract, exp, log, equal = (np.maximum.reduce, np.add.reduce, np.subtract,
                                                np.exp, np.log, np.equal)
     count_nonzero = np.count_nonzero
-    if _by_columns(softmax, 1):  # as _log_softmax decides for these logits
+
+    def checked(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
+        loss, rule = _cross_entropy_and_rule(logits, labels)  # raises: an id is out of range
+        np.copyto(out, rule)  # (the one-hot can only miss an id out of range: not reached)
+        return loss, out
+
+    if _columns_shape(logits_shape, dtype, 1):  # as _log_softmax decides for these logits
         rows = np.arange(count)
-        columns, exps = np.empty((classes, count), dtype), np.empty((classes, count), dtype)
+        columns = np.empty((classes, count), dtype)
         onehot_t, row = np.empty((classes, count), bool), np.empty(count, dtype)
         class_column = class_ids.reshape(classes, 1)
 
-        def by_columns(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def by_columns(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
             equal(class_column, labels, out=onehot_t)  # the one-hot, transposed
-            if count_nonzero(onehot_t) != count:  # an id out of range: the checked path says
-                return _cross_entropy_and_rule(logits, labels)
+            if count_nonzero(onehot_t) != count:
+                return checked(out, logits, labels)
+            exps = out.reshape(classes, count)  # (scratch until the result is copied in)
             log_probs_t = _log_softmax_transposed(logits, columns, exps, row)
             loss = np.asarray(0.0 - add(log_probs_t[labels, rows]) / count, dtype=dtype)
-            exp(log_probs_t, out=exps)
-            subtract(exps, onehot_t, out=exps)
-            np.copyto(softmax, exps.T)
-            return loss, softmax
+            exp(log_probs_t, out=columns)  # (the log-probabilities are read for the last time)
+            subtract(columns, onehot_t, out=columns)
+            np.copyto(out, columns.T)
+            return loss, out
 
         return by_columns
 
     log_probs, onehot = np.empty(logits_shape, dtype), np.empty(logits_shape, bool)
     row = np.empty((count, 1), dtype)
 
-    def by_rows(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def by_rows(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
         equal(labels.reshape(count, 1), class_ids, out=onehot)
-        if count_nonzero(onehot) != count:  # an id out of range: the checked path names it
-            return _cross_entropy_and_rule(logits, labels)
+        if count_nonzero(onehot) != count:
+            return checked(out, logits, labels)
         maximum(logits, axis=1, keepdims=True, out=row)  # _log_softmax, into the buffers
         subtract(logits, row, out=log_probs)
-        exp(log_probs, out=softmax)
-        add(softmax, axis=1, keepdims=True, out=row)
+        exp(log_probs, out=out)
+        add(out, axis=1, keepdims=True, out=row)
         log(row, out=row)
         subtract(log_probs, row, out=log_probs)
         loss = np.asarray(0.0 - add(log_probs[onehot]) / count, dtype=dtype)  # _training_loss
-        exp(log_probs, out=softmax)  # _softmax_minus
-        subtract(softmax, onehot, out=softmax)
-        return loss, softmax
+        exp(log_probs, out=out)  # _softmax_minus
+        subtract(out, onehot, out=out)
+        return loss, out
 
     return by_rows
 
