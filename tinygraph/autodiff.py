@@ -19,6 +19,7 @@ The functional transforms built on it (grad, vjp, jvp, hessian, ...) are in ``tr
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +29,7 @@ from tinygraph.ops.arithmetic import cast, identity
 from tinygraph.ops.reshaping import broadcast_to, unbroadcast
 from tinygraph.primitive import Primitive, check_finite
 from tinygraph.state import connected, current, enable_grad, scope
-from tinygraph.tensor import LAST_CHANGE, Tensor, as_float_array
+from tinygraph.tensor import LAST_CHANGE, Released, Tensor, as_float_array
 
 
 def toposort(root: Tensor | Iterable[Tensor], every: bool = False,
@@ -161,12 +162,14 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
             if id(node) not in wanted and any(
                     isinstance(x, Tensor) and id(x) in wanted for x in node._inputs):
                 wanted.add(id(node))
+    anomaly = current().anomaly
+    if not create_graph and not anomaly and targets is None:
+        release_unread(order, roots)
     cotangents: dict[int, Any] = {}
     for root, seed in zip(roots, seeds):
         previous = cotangents.get(id(root))
         cotangents[id(root)] = seed if previous is None else previous + seed
     ends: dict[int, tuple[Tensor, Any]] = {}
-    anomaly = current().anomaly
     for node in reversed(order):
         grad_out = cotangents.pop(id(node), None)
         if grad_out is None:
@@ -208,6 +211,66 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
     if taped is not None:  # leaves (never on a tape) keep their cotangents in the dict
         ends.update((key, (None, cotangent)) for key, cotangent in cotangents.items())
     return ends
+
+
+RELEASE_BYTES = 1 << 20
+"""Arrays at least this large are freed by ``release_unread`` (smaller ones are not worth it)."""
+
+
+def _references(node: Tensor) -> int:
+    return sys.getrefcount(node)
+
+
+def _references_of_one_listed() -> int:
+    """What ``_references`` says, in release_unread's loop, of a node that one list holds."""
+    nodes = [Tensor.node(np.zeros(1))]
+    for node in nodes:
+        return _references(node)
+    raise AssertionError  # pragma: no cover
+
+
+_HELD_BY_THE_ORDER_ONLY = _references_of_one_listed()  # (calibrated: interpreters differ)
+
+
+def release_unread(order: list[Tensor], roots: list[Tensor]) -> int:
+    """Free the large arrays of ``order``'s intermediate nodes that the pass will not read:
+    each node's own rule does not read its output, the rules of the nodes that consume it do
+    not read it as an input (``Primitive.rule_reads``), and no one but the graph holds the node
+    (its references: ``order`` and its consumers' inputs). Its ``data`` becomes a
+    :class:`~tinygraph.tensor.Released` stand-in. Returns how many were freed.
+
+    ``x @ W1 + b1`` before a sigmoid: neither the matmul's result nor the sum is read by any
+    rule, and in ``tg.value_and_grad(loss)`` or after ``loss = f(...)`` nothing else holds
+    them: a full-batch step of the paper's network then holds two layer-sized arrays fewer
+    while its gradients are computed.
+    """
+    candidates: dict[int, int] = {}  # id -> references from consumers' inputs
+    for node in order:
+        prim, data = node._prim, node.data
+        if (prim is not None and type(data) is np.ndarray and data.nbytes >= RELEASE_BYTES
+                and prim.reads is not None and "out" not in prim.reads and not node._retain):
+            candidates[id(node)] = 0
+    if not candidates:
+        return 0
+    for root in roots:
+        candidates.pop(id(root), None)
+    for node in order:
+        inputs = node._inputs
+        reads = node._prim.reads if node._prim is not None else None
+        for position, value in enumerate(inputs):
+            key = id(value)
+            if key in candidates:
+                if reads is None or node._prim.input_names[position] in reads:
+                    del candidates[key]  # a rule reads it
+                else:
+                    candidates[key] += 1
+    freed = 0
+    for node in order:
+        uses = candidates.get(id(node))
+        if uses is not None and _references(node) == _HELD_BY_THE_ORDER_ONLY + uses:
+            node.data = Released(node.data)
+            freed += 1
+    return freed
 
 
 def _refuse_changed(node: Tensor) -> None:

@@ -76,7 +76,8 @@ class Primitive:
 
     __slots__ = ("name", "forward", "forward_into", "joint_rule", "input_rules", "sample",
                  "explain", "arity", "param_names", "input_names", "module", "differentiable",
-                 "rule_on_arrays_only", "_opaque", "onnx_rule", "__wrapped__", "__dict__",
+                 "rule_on_arrays_only", "_opaque", "onnx_rule", "reads", "__wrapped__",
+                 "__dict__",
                  "__weakref__")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None,
@@ -105,6 +106,8 @@ class Primitive:
         self.differentiable = differentiable
         # True for the opaque stand-ins of rules that run on arrays only (see graph_cotangents)
         self.rule_on_arrays_only = False
+        # The rule's arguments whose values it reads (see ``rule_reads``); None: all of them.
+        self.reads: frozenset[str] | None = None
         self._opaque: dict[int, Primitive] = {}
         # Optional ONNX mapping set by ``defonnx`` (see tinygraph.onnx_export); None: the
         # exporter's own table decides.
@@ -123,6 +126,25 @@ class Primitive:
             self.joint_rule, self.input_rules = None, tuple(rules)
         self._opaque = {}
         return rules[0]
+
+    def rule_reads(self, *names: str) -> None:
+        """Declare which of the rule's arguments (``out`` and the input names) it reads the
+        values of; of the others it uses at most the shape and dtype.
+
+        A reverse pass may then free an intermediate array that no rule reads and nothing else
+        holds (``x @ W`` before ``+ b``: add reads neither, matmul not its output), which is
+        what a full-batch step's memory is made of. An undeclared op reads everything. A wrong
+        declaration is loud, never a wrong gradient: a freed array is a stand-in that raises on
+        any use of its values, and a test checks every declaration on the op's samples.
+        """
+        if self.input_names is None:
+            raise ValueError(f"{self.name}.rule_reads: a variadic op's rule reads all inputs")
+        known = {"out", *self.input_names}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"{self.name}.rule_reads: {', '.join(map(repr, unknown))} is not "
+                             f"one of the rule's arguments ({', '.join(sorted(known))})")
+        self.reads = frozenset(names)
 
     def defonnx(self, rule: Callable[..., Any]) -> Callable[..., Any]:
         """Set how ``tg.export_onnx`` writes this op as ONNX nodes (see

@@ -35,6 +35,38 @@ def mark_changed(tensor: Tensor) -> None:
     tensor._changed = LAST_CHANGE[0] = next(_CLOCK)
 
 
+class Released:
+    """Stands in for the array of an intermediate node that a reverse pass freed: no backward
+    rule reads its values (``Primitive.rule_reads``) and nothing but the graph held the node.
+
+    It keeps what rules and the pass may still ask of it, the shape and dtype; any use of its
+    values raises (never a silent wrong answer). Only a walk through the graph's private
+    attributes can reach one.
+    """
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.shape, self.dtype = array.shape, array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"tinygraph: {self!r}: its values are gone")
+
+    __array__ = __getitem__ = __iter__ = __float__ = __int__ = __bool__ = _refuse
+
+    def __repr__(self) -> str:
+        return (f"<released array, shape {self.shape}, {self.dtype}: an intermediate that no "
+                "backward rule reads, freed by a reverse pass>")
+
+
 def as_float_array(data: Any) -> np.ndarray:
     """``np.asarray(data)``: float16/32/64 keep their dtype; ints, bools, numbers become float64."""
     array = data.data if isinstance(data, Tensor) else np.asarray(data)
@@ -205,7 +237,10 @@ class Tensor:
             parts.append(f"op={self._prim.name}")
         if self.requires_grad:
             parts.append("requires_grad=True")
-        body = np.array2string(self.data, threshold=8, edgeitems=2, precision=4)
+        if type(self.data) is Released:
+            body = "released: no backward rule reads it"
+        else:
+            body = np.array2string(self.data, threshold=8, edgeitems=2, precision=4)
         return f"Tensor({body}, {', '.join(parts)})"
 
     # -- gradients ------------------------------------------------------------------------

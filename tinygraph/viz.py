@@ -31,7 +31,7 @@ from tinygraph.autodiff import reverse_pass, seed_for, toposort
 from tinygraph.files import write_atomic
 from tinygraph.state import STATE
 from tinygraph.state import scope as in_scope
-from tinygraph.tensor import Tensor
+from tinygraph.tensor import Released, Tensor
 
 PARAMETER = {"style": "filled", "fillcolor": "#cfe2ff", "color": "#3d6fb4"}
 CONSTANT = {"style": "filled", "fillcolor": "#eeeeee", "color": "#888888"}
@@ -80,6 +80,8 @@ def _summary(values: np.ndarray) -> tuple[str, bool]:
 
 
 def _values_text(values: np.ndarray) -> str:
+    if type(values) is Released:
+        return "(freed by a reverse pass: no rule reads it)"
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
     return ", ".join(_number(float(v)) for v in flat)
 

@@ -150,6 +150,7 @@ def add(a, b):
 
 add.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a+b)/da = 1
            lambda grad_out, out, a, b: grad_out)   # d(a+b)/db = 1
+add.rule_reads()  # (shapes only: a reverse pass may free x @ W before + b)
 
 
 @primitive(sample=elementwise(2), explain=broadcast_explain,
@@ -161,6 +162,7 @@ def sub(a, b):
 
 sub.defvjp(lambda grad_out, out, a, b: grad_out,   # d(a-b)/da = 1
            lambda grad_out, out, a, b: -grad_out)  # d(a-b)/db = -1
+sub.rule_reads()
 
 
 @primitive(sample=elementwise(2), explain=broadcast_explain,
@@ -172,6 +174,7 @@ def mul(a, b):
 
 mul.defvjp(lambda grad_out, out, a, b: grad_out * b,   # d(ab)/da = b
            lambda grad_out, out, a, b: grad_out * a)   # d(ab)/db = a
+mul.rule_reads("a", "b")
 
 
 def _div_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -196,6 +199,7 @@ def neg(x):
 
 
 neg.defvjp(lambda grad_out, out, x: (-grad_out,))
+neg.rule_reads()
 
 
 def _power_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -241,6 +245,7 @@ def exp(x):
 
 
 exp.defvjp(lambda grad_out, out, x: (grad_out * out,))  # d/dx e^x = e^x
+exp.rule_reads("out")
 
 
 @primitive(sample=elementwise(1, 0.2, 3.0), forward_into=ufunc_into(np.log))
@@ -339,6 +344,7 @@ sigmoid.plan = _plan_sigmoid
 
 
 sigmoid.defvjp(lambda grad_out, out, x: (grad_out * out * (1 - out),))  # s' = s (1 - s)
+sigmoid.rule_reads("out")
 
 
 @primitive(sample=elementwise(1, -3.0, 3.0), forward_into=ufunc_into(np.tanh))
@@ -348,6 +354,7 @@ def tanh(x):
 
 
 tanh.defvjp(lambda grad_out, out, x: (grad_out * (1 - out * out),))  # tanh' = 1 - tanh^2
+tanh.rule_reads("out")
 
 
 @primitive(sample=elementwise(1, avoid=(0.0,)))
@@ -356,7 +363,10 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-relu.defvjp(lambda grad_out, out, x: (grad_out * greater(x, 0),))  # 1 where x > 0, else 0
+# 1 where x > 0, else 0; read from the output (max(x, 0) > 0 exactly where x > 0, NaN neither),
+# so that a reverse pass may free x
+relu.defvjp(lambda grad_out, out, x: (grad_out * greater(out, 0),))
+relu.rule_reads("out")
 
 
 # NumPy's other names for the arithmetic above (the same objects)

@@ -516,3 +516,4 @@ def _cross_entropy_vjp_labels(grad_out, out, logits, labels, axis=-1, reduction=
 
 
 softmax_cross_entropy.defvjp(_cross_entropy_vjp_logits, _cross_entropy_vjp_labels)
+softmax_cross_entropy.rule_reads("logits", "labels")

@@ -104,6 +104,7 @@ def _matmul_vjp_b(grad_out, out, a, b):
 
 
 matmul.defvjp(_matmul_vjp_a, _matmul_vjp_b)
+matmul.rule_reads("a", "b")  # not its result: a reverse pass may free x @ W
 
 
 # ---------------------------------------------------------------------------------------------

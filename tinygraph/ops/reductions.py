@@ -68,6 +68,8 @@ def sum_vjp(grad_out, out, x, axis=None, keepdims=False):
     return (broadcast_to(with_kept_dims(grad_out, np.shape(x), axis, keepdims), np.shape(x)),)
 
 
+reduce_sum.rule_reads()
+
 @primitive(name="max", sample=lambda draw: _reduction_sample(draw, distinct=True))
 def reduce_max(x, axis=None, keepdims=False):
     """Maximum over ``axis`` (all axes when None)."""

@@ -83,6 +83,7 @@ def unbroadcast(x, shape):
 
 
 unbroadcast.defvjp(lambda grad_out, out, x, shape: broadcast_to(grad_out, np.shape(x)))
+unbroadcast.rule_reads()
 
 
 def _plan_unbroadcast(params: dict, shapes: list[tuple[int, ...]], dtypes: list[np.dtype]) -> Any:
@@ -119,6 +120,7 @@ def broadcast_to(x, shape):
 
 
 broadcast_to.defvjp(lambda grad_out, out, x, shape: unbroadcast(grad_out, np.shape(x)))
+broadcast_to.rule_reads()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +142,7 @@ def reshape(x, shape):
 
 
 reshape.defvjp(lambda grad_out, out, x, shape: (grad_out.reshape(np.shape(x)),))
+reshape.rule_reads()
 
 
 def _transpose_sample(draw: Draw) -> tuple[tuple, dict]:
@@ -175,6 +178,9 @@ def transpose_vjp(grad_out, out, x, axes=None):
         return (transpose(grad_out),)
     inverse = tuple(np.argsort(normalize_axes(axes, np.ndim(x))).tolist())  # axes may be < 0
     return (transpose(grad_out, axes=inverse),)
+
+
+transpose.rule_reads()
 
 
 # Axis permutations for the rules of other families (matmul, dot, tensordot, inv, cross, ...): on
