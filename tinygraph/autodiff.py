@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -163,7 +164,7 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
                     isinstance(x, Tensor) and id(x) in wanted for x in node._inputs):
                 wanted.add(id(node))
     anomaly = current().anomaly
-    if not create_graph and not anomaly and targets is None:
+    if not (create_graph or anomaly or retain_grads) and targets is None:
         release_unread(order, roots)
     cotangents: dict[int, Any] = {}
     for root, seed in zip(roots, seeds):
@@ -213,49 +214,46 @@ def _pass(roots: list[Tensor], seeds: list[Any], targets: set[int] | None, creat
     return ends
 
 
-RELEASE_BYTES = 1 << 20
-"""Arrays at least this large are freed by ``release_unread`` (smaller ones are not worth it)."""
-
-
 def _references(node: Tensor) -> int:
     return sys.getrefcount(node)
-
-
-def _references_of_one_listed() -> int:
-    """What ``_references`` says, in release_unread's loop, of a node that one list holds."""
-    nodes = [Tensor.node(np.zeros(1))]
-    for node in nodes:
-        return _references(node)
-    raise AssertionError  # pragma: no cover
-
-
-_HELD_BY_THE_ORDER_ONLY = _references_of_one_listed()  # (calibrated: interpreters differ)
 
 
 def release_unread(order: list[Tensor], roots: list[Tensor]) -> int:
     """Free the large arrays of ``order``'s intermediate nodes that the pass will not read:
     each node's own rule does not read its output, the rules of the nodes that consume it do
     not read it as an input (``Primitive.rule_reads``), and no one but the graph holds the node
-    (its references: ``order`` and its consumers' inputs). Its ``data`` becomes a
-    :class:`~tinygraph.tensor.Released` stand-in. Returns how many were freed.
+    (its references: ``order`` and its consumers' inputs; no name, no weak reference). Its
+    ``data`` becomes a :class:`~tinygraph.tensor.Released` stand-in. Returns how many.
 
     ``x @ W1 + b1`` before a sigmoid: neither the matmul's result nor the sum is read by any
     rule, and in ``tg.value_and_grad(loss)`` or after ``loss = f(...)`` nothing else holds
     them: a full-batch step of the paper's network then holds two layer-sized arrays fewer
     while its gradients are computed.
+
+    The references are counted with ``sys.getrefcount`` against a probe node that goes through
+    the same loop in the same call (so what the interpreter adds, a loop variable, a frame's
+    locals, is the same for both); nothing is freed while a trace or profile function runs
+    (a debugger may hold frames).
     """
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return 0
     candidates: dict[int, int] = {}  # id -> references from consumers' inputs
     for node in order:
         prim, data = node._prim, node.data
         if (prim is not None and type(data) is np.ndarray and data.nbytes >= RELEASE_BYTES
-                and prim.reads is not None and "out" not in prim.reads and not node._retain):
+                and prim.reads is not None and "out" not in prim.reads and not node._retain
+                and node.name is None):
             candidates[id(node)] = 0
     if not candidates:
         return 0
     for root in roots:
         candidates.pop(id(root), None)
+    counted: set[int] = set()  # inputs tuples (two consumers may share one: copy.copy)
     for node in order:
         inputs = node._inputs
+        if not inputs or id(inputs) in counted:
+            continue
+        counted.add(id(inputs))
         reads = node._prim.reads if node._prim is not None else None
         for position, value in enumerate(inputs):
             key = id(value)
@@ -264,13 +262,23 @@ def release_unread(order: list[Tensor], roots: list[Tensor]) -> int:
                     del candidates[key]  # a rule reads it
                 else:
                     candidates[key] += 1
-    freed = 0
-    for node in order:
-        uses = candidates.get(id(node))
-        if uses is not None and _references(node) == _HELD_BY_THE_ORDER_ONLY + uses:
+    node = inputs = value = None  # (no reference of ours may stay behind in a local)
+    listed = [Tensor.node(np.empty(0))]  # the probe: held by this list only
+    listed += [each for each in order if id(each) in candidates
+               and weakref.getweakrefcount(each) == 0]
+    listed_only = freed = 0
+    for node in listed:
+        count = _references(node)
+        if not listed_only:
+            listed_only = count  # the probe's count: this list, the loop, the call
+        elif count == listed_only + 1 + candidates[id(node)]:  # + order + its consumers
             node.data = Released(node.data)
             freed += 1
     return freed
+
+
+RELEASE_BYTES = 1 << 20
+"""Arrays at least this large are freed by ``release_unread`` (smaller ones are not worth it)."""
 
 
 def _refuse_changed(node: Tensor) -> None:

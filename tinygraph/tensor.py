@@ -37,11 +37,12 @@ def mark_changed(tensor: Tensor) -> None:
 
 class Released:
     """Stands in for the array of an intermediate node that a reverse pass freed: no backward
-    rule reads its values (``Primitive.rule_reads``) and nothing but the graph held the node.
+    rule reads its values (``Primitive.rule_reads``) and nothing but the graph held the node
+    (no variable, container, name or weak reference).
 
     It keeps what rules and the pass may still ask of it, the shape and dtype; any use of its
-    values raises (never a silent wrong answer). Only a walk through the graph's private
-    attributes can reach one.
+    values raises a RuntimeError that says so (never a silent wrong answer). Walking the graph
+    (``Tensor.inputs``, ``tg.toposort``) after such a pass can reach one.
     """
 
     __slots__ = ("shape", "dtype")
@@ -60,7 +61,13 @@ class Released:
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"tinygraph: {self!r}: its values are gone")
 
-    __array__ = __getitem__ = __iter__ = __float__ = __int__ = __bool__ = _refuse
+    __array__ = __getitem__ = __iter__ = __len__ = __float__ = __int__ = __bool__ = _refuse
+    __reduce_ex__ = __copy__ = __deepcopy__ = _refuse
+
+    def __getattr__(self, name: str) -> Any:  # any other array attribute (.copy, .item, .T)
+        if name.startswith("__"):  # protocols probed with hasattr/getattr fall back as usual
+            raise AttributeError(name)
+        self._refuse()
 
     def __repr__(self) -> str:
         return (f"<released array, shape {self.shape}, {self.dtype}: an intermediate that no "
@@ -187,10 +194,14 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The underlying array (not a copy)."""
         refuse_leaving_the_graph("Tensor.numpy()")
+        if type(self.data) is Released:
+            self.data._refuse()
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         refuse_leaving_the_graph("converting a Tensor to a NumPy array")
+        if type(self.data) is Released:
+            self.data._refuse()
         if copy:
             return np.array(self.data, dtype=dtype, copy=True)
         if dtype is None or np.dtype(dtype) == self.data.dtype:
