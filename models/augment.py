@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 __all__ = ["affine_transform", "random_affine", "sample_affine"]
 
-_CHUNK = 1024  # images per block: keeps the index arrays cache-sized
+_CHUNK = 128  # images per block: its index array (400 KB) stays in cache (1024: 1.3x slower)
 
 
 def _as_batch(images: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -64,6 +64,12 @@ def affine_transform(
     rx = (np.arange(w, dtype=np.float32) - np.float32(cx))[None, None, :]
     hp, wp = h + 2, w + 2  # one-pixel zero border absorbs every out-of-range read
     out = np.empty((n, h, w), dtype=images.dtype)
+    # every block's arrays allocated once (a fresh 400 KB array per block costs page faults)
+    block = min(_CHUNK, n)
+    rows_in, cols_in = np.empty((block, h, w), np.float32), np.empty((block, h, w), np.float32)
+    columns, index = np.empty((block, h, w), np.int32), np.empty((block, h, w), np.int32)
+    padded = np.zeros((block, hp, wp), dtype=images.dtype)  # its border stays 0
+    image_base = (np.arange(block, dtype=np.int32) * (hp * wp))[:, None, None]
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         m = stop - start
@@ -73,17 +79,18 @@ def affine_transform(
         a00, a01 = a[:, 0, 0, None, None], a[:, 0, 1, None, None]
         a10, a11 = a[:, 1, 0, None, None], a[:, 1, 1, None, None]
         # source coordinate = (term in output row) + (term in output col), broadcast to HxW
-        src_r = (a00 * ry + shift[:, 0, None, None]) + a01 * rx
-        src_c = (a10 * ry + shift[:, 1, None, None]) + a11 * rx
+        src_r = np.add(a00 * ry + shift[:, 0, None, None], a01 * rx, out=rows_in[:m])
+        src_c = np.add(a10 * ry + shift[:, 1, None, None], a11 * rx, out=cols_in[:m])
         np.clip(src_r, 0.0, hp - 1, out=src_r)
         np.clip(src_c, 0.0, wp - 1, out=src_c)
-        idx = src_r.astype(np.int32)
+        idx = index[:m]
+        np.copyto(idx, src_r, casting="unsafe")  # truncation, as astype(np.int32)
         idx *= wp
-        idx += src_c.astype(np.int32)
-        idx += (np.arange(m, dtype=np.int32) * (hp * wp))[:, None, None]
-        padded = np.zeros((m, hp, wp), dtype=images.dtype)
-        padded[:, 1:-1, 1:-1] = batch[start:stop]
-        np.take(padded.reshape(-1), idx, out=out[start:stop], mode="clip")
+        np.copyto(columns[:m], src_c, casting="unsafe")
+        idx += columns[:m]
+        idx += image_base[:m]
+        padded[:m, 1:-1, 1:-1] = batch[start:stop]
+        np.take(padded[:m].reshape(-1), idx, out=out[start:stop], mode="clip")
     return out.reshape(images.shape)
 
 

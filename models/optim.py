@@ -255,7 +255,10 @@ class Optimizer:
                 self.weight_decay_mask is None or self.weight_decay_mask(_path_str(path), p)
             )
             if decay and not self.decoupled_weight_decay:
-                g = g + wd * p  # coupled L2: gradient of (wd/2)*||p||^2 added to g
+                # coupled L2: gradient of (wd/2)*||p||^2 added to g (g + wd * p, one array)
+                decayed = np.multiply(p, wd)
+                decayed += g
+                g = decayed
             slots = tuple(np.asarray(s[i]) for s in flat_slots)
             if not self.inplace_state:
                 slots = tuple(s.copy() for s in slots)
@@ -394,8 +397,12 @@ def momentum(
         (v,) = slots
         v *= beta
         v += g
-        step = g + beta * v if nesterov else v
-        return p - eta * step, (v,)
+        if not nesterov:
+            return p - eta * v, (v,)
+        step = v * beta  # g + beta * v, then times eta, in one array of ours (same bits)
+        step += g
+        step *= eta
+        return p - step, (v,)
 
     return Optimizer(
         "momentum", lr, {"beta": beta, "nesterov": bool(nesterov)}, ("velocity",), rule,

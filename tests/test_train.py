@@ -257,3 +257,40 @@ def test_pickled_npz_is_refused_without_numpys_advice(tmp_path, capsys):
                          str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
     assert "holds Python objects, which are never loaded" in err and "allow_pickle" not in err
+
+
+def test_the_next_epoch_is_made_in_a_second_thread_in_order_and_errors_surface():
+    """Issue 10 (the tuned preset end to end): epoch k+1's images are shuffled and augmented
+    while epoch k trains. Same items in the same order, an error of the maker raised at its
+    item, and no thread left behind when the loop ends or is left early."""
+    import threading
+
+    from models.train import prefetched
+
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("tinygraph-data")]
+
+    made_in = []
+
+    def make(item):
+        made_in.append(threading.current_thread().name)
+        return item * item
+
+    assert list(prefetched(make, range(3, 7))) == [(3, 9), (4, 16), (5, 25), (6, 36)]
+    assert all(name.startswith("tinygraph-data") for name in made_in)
+    assert list(prefetched(make, range(0))) == [] and not workers()
+
+    def failing(item):
+        if item == 2:
+            raise ValueError("item 2 is bad")
+        return item
+
+    seen = []
+    with pytest.raises(ValueError, match="item 2 is bad"):
+        for _item, made in prefetched(failing, range(5)):
+            seen.append(made)
+    assert seen == [0, 1] and not workers()
+    loop = prefetched(make, range(10))
+    next(loop)
+    loop.close()  # a loop left early (an error while training) shuts the thread down
+    assert not workers()
