@@ -363,12 +363,12 @@ def test_a_batch_of_few_classes_is_reduced_by_columns_exactly_enough_and_stably(
     reduction over a short axis is slow in NumPy). It must be as accurate as the row path
     (within a few units in the last place of a float64 reference), overflow-free for huge
     logits, and give the same layout and dtype."""
-    from tinygraph.ops import losses
+    from tinygraph.ops import losses, softmax
 
     rng = np.random.default_rng(3)
     logits = (rng.normal(size=(200, 10)) * 8).astype(dtype)
     logits[0] = [1e30, -1e30, 0, 0, 0, 0, 0, 0, 0, 3e29]  # huge, in float32 and float64
-    assert losses._by_columns(logits, -1) and not losses._by_columns(logits[:63], -1)
+    assert softmax._by_columns(logits, -1) and not softmax._by_columns(logits[:63], -1)
     result = tg.log_softmax(logits)
     assert result.dtype == dtype and result.flags.c_contiguous and np.all(np.isfinite(result))
     wide = logits.astype(np.float64)

@@ -5,7 +5,7 @@ Families: :mod:`~tinygraph.ops.elementwise`, :mod:`~tinygraph.ops.reductions`,
 :mod:`~tinygraph.ops.functions` (elementwise functions), :mod:`~tinygraph.ops.losses`,
 :mod:`~tinygraph.ops.networks`; :mod:`~tinygraph.ops.operators` installs the Tensor operators.
 
-Four families span modules of one job each; the module named after the family is its face: it
+Five families span modules of one job each; the module named after the family is its face: it
 defines the ops built on the others, re-exports every name of the family (``from
 tinygraph.ops.shape import getitem`` works) and lists them in its ``__all__``. The other modules
 never import their face, so imports point one way (``a <- b``: b imports a):
@@ -20,7 +20,9 @@ never import their face, so imports point one way (``a <- b``: b imports a):
   <- :mod:`~tinygraph.ops.matrix` (inv, solve, det, slogdet, norm)
   <- :mod:`~tinygraph.ops.linalg` (outer, inner, kron, cross, diagonals, traces, triangles);
 - networks: :mod:`~tinygraph.ops.convolution` (conv2d and its adjoints, im2col, col2im)
-  <- :mod:`~tinygraph.ops.pooling` <- :mod:`~tinygraph.ops.networks` (dropout).
+  <- :mod:`~tinygraph.ops.pooling` <- :mod:`~tinygraph.ops.networks` (dropout);
+- losses: :mod:`~tinygraph.ops.softmax` (log_softmax) <- :mod:`~tinygraph.ops.losses` (the
+  cross-entropy, its rule and the compiled step's plan of both).
 
 Rules receive ``grad_out`` (the cotangent of the output), ``out`` (the forward result), the inputs
 and the op's parameters, and return one cotangent per input (``None`` where an input has none); a
