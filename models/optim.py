@@ -197,7 +197,8 @@ def _as_schedule(lr: float | Schedule) -> Schedule:
 # --------------------------------------------------------------------------------------
 
 # leaf rule: (p, g, slots, eta, t) -> (new_p, new_slots); slots is a tuple of state arrays
-_LeafRule = Callable[[np.ndarray, np.ndarray, tuple[np.ndarray, ...], float, int], Any]
+# rule(p, g, slots, scalars) -> (new p, new slots); scalars: the step's numbers (Optimizer.scalars)
+_LeafRule = Callable[[Any, Any, tuple[Any, ...], Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class Optimizer:
     decoupled_weight_decay: bool = False
     weight_decay_mask: WeightDecayMask | None = field(default=None, repr=False)
     inplace_state: bool = False
+    _per_step: Callable[[int], dict[str, float]] | None = field(default=None, repr=False)
 
     def init(self, params: PyTree) -> State:
         """Fresh state: ``{"step": 0, <slot>: zeros_like(params), ...}``."""
@@ -232,6 +234,18 @@ class Optimizer:
         """The learning rate used for update number ``step`` (0-based)."""
         return float(_as_schedule(self.lr)(step))
 
+    def scalars(self, step: int, lr: float | None = None) -> dict[str, float]:
+        """The numbers of update number ``step`` (0-based), as Python floats: ``eta`` (the
+        learning rate, or ``lr``), ``shrink`` (``1 - eta * lambda``, decoupled weight decay)
+        and what the rule needs (Adam's bias corrections ``c1 = 1 - b1**(t+1)``, ``c2``)."""
+        eta = float(self.learning_rate(step) if lr is None else lr)
+        values = {"eta": eta}
+        if self.weight_decay and self.decoupled_weight_decay:
+            values["shrink"] = 1.0 - eta * self.weight_decay
+        if self._per_step is not None:
+            values.update(self._per_step(step))
+        return values
+
     def update(
         self, params: PyTree, grads: PyTree, state: State, lr: float | None = None
     ) -> tuple[PyTree, State]:
@@ -241,16 +255,44 @@ class Optimizer:
         Inputs are not modified (except the slot buffers when ``inplace_state=True``).
         """
         t = int(state["step"])
-        eta = float(self.learning_rate(t) if lr is None else lr)
+        flat_params = [(path, np.asarray(p)) for path, p in _flatten(params)]
+        flat_grads = [np.asarray(g) for g in _flatten_like(grads, params)]
+        flat_slots = [[np.asarray(leaf) if self.inplace_state else np.array(leaf, copy=True)
+                       for leaf in _flatten_like(state[s], params)] for s in self.slots]
+        new_params, new_slots = self._leaves(flat_params, flat_grads, flat_slots,
+                                             self.scalars(t, lr))
+        new_state: State = {"step": np.asarray(t + 1, dtype=np.int64)}
+        for k, slot in enumerate(self.slots):
+            new_state[slot] = _unflatten(params, iter(new_slots[k]))
+        return _unflatten(params, iter(new_params)), new_state
+
+    def apply(self, params: PyTree, grads: PyTree, slots: Mapping[str, PyTree],
+              scalars: Mapping[str, Any]) -> tuple[PyTree, dict[str, PyTree]]:
+        """One update as a pure function of its inputs: ``(new_params, new_slots)``.
+
+        What a compiled training step calls (``tg.trace``): the leaves may be Tensors, and
+        ``scalars`` are ``self.scalars(t)`` passed as 0-d arrays of the parameters' dtype
+        (inputs of the trace, since they change every step; the same numbers NumPy would
+        make of the Python floats, so the same bits as :meth:`update`). ``slots`` maps each
+        slot name to its tree. Nothing is modified: a trace records new values (and may write
+        them into donated arrays).
+        """
         flat_params = _flatten(params)
         flat_grads = _flatten_like(grads, params)
-        flat_slots = [_flatten_like(state[s], params) for s in self.slots]
+        flat_slots = [_flatten_like(slots[s], params) for s in self.slots]
+        new_params, new_slots = self._leaves(flat_params, flat_grads, flat_slots, scalars)
+        return (_unflatten(params, iter(new_params)),
+                {slot: _unflatten(params, iter(new_slots[k]))
+                 for k, slot in enumerate(self.slots)})
+
+    def _leaves(self, flat_params: list[tuple[Path, Any]], flat_grads: list[Any],
+                flat_slots: list[list[Any]], scalars: Mapping[str, Any]
+                ) -> tuple[list[Any], list[list[Any]]]:
+        """The update of every leaf (arrays, or Tensors in a trace): weight decay, the rule."""
         wd = self.weight_decay
-        new_params: list[np.ndarray] = []
-        new_slots: list[list[np.ndarray]] = [[] for _ in self.slots]
+        new_params: list[Any] = []
+        new_slots: list[list[Any]] = [[] for _ in self.slots]
         for i, ((path, p), g) in enumerate(zip(flat_params, flat_grads, strict=True)):
-            p = np.asarray(p)
-            g = np.asarray(g)
             decay = wd != 0.0 and (
                 self.weight_decay_mask is None or self.weight_decay_mask(_path_str(path), p)
             )
@@ -259,20 +301,14 @@ class Optimizer:
                 decayed = np.multiply(p, wd)
                 decayed += g
                 g = decayed
-            slots = tuple(np.asarray(s[i]) for s in flat_slots)
-            if not self.inplace_state:
-                slots = tuple(s.copy() for s in slots)
             base = p
             if decay and self.decoupled_weight_decay:
-                base = p * (1.0 - eta * wd)  # AdamW-style: shrink p independently of g
-            new_p, upd_slots = self._rule(base, g, slots, eta, t)
+                base = p * scalars["shrink"]  # AdamW-style: shrink p independently of g
+            new_p, upd_slots = self._rule(base, g, tuple(s[i] for s in flat_slots), scalars)
             new_params.append(new_p)
             for k, s in enumerate(upd_slots):
                 new_slots[k].append(s)
-        new_state: State = {"step": np.asarray(t + 1, dtype=np.int64)}
-        for k, slot in enumerate(self.slots):
-            new_state[slot] = _unflatten(params, iter(new_slots[k]))
-        return _unflatten(params, iter(new_params)), new_state
+        return new_params, new_slots
 
     def state_to_arrays(self, state: State, prefix: str = "") -> dict[str, np.ndarray]:
         """Same as the module-level :func:`state_to_arrays`."""
@@ -362,8 +398,8 @@ def sgd(
     ``inplace_state`` is accepted for symmetry with the others; SGD keeps no buffers.
     """
 
-    def rule(p, g, slots, eta, t):
-        return p - eta * g, slots
+    def rule(p, g, slots, scalars):
+        return p - scalars["eta"] * g, slots
 
     return Optimizer(
         "sgd", lr, {}, (), rule,
@@ -393,8 +429,9 @@ def momentum(
         raise ValueError("beta must be in [0, 1)")
     beta = float(beta)
 
-    def rule(p, g, slots, eta, t):
+    def rule(p, g, slots, scalars):
         (v,) = slots
+        eta = scalars["eta"]
         v *= beta
         v += g
         if not nesterov:
@@ -435,21 +472,24 @@ def adam(
     if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
         raise ValueError("b1 and b2 must be in [0, 1)")
 
-    def rule(p, g, slots, eta, t):
+    def rule(p, g, slots, scalars):
         m, v = slots
         m *= b1
         m += (1.0 - b1) * g
         v *= b2
         v += (1.0 - b2) * (g * g)
-        k = t + 1
-        m_hat = m / (1.0 - b1**k)
-        denom = np.sqrt(v / (1.0 - b2**k))
+        m_hat = m / scalars["c1"]
+        denom = np.sqrt(v / scalars["c2"])
         denom += eps
-        return p - eta * (m_hat / denom), (m, v)
+        return p - scalars["eta"] * (m_hat / denom), (m, v)
+
+    def bias_corrections(t: int) -> dict[str, float]:  # of update number t + 1
+        return {"c1": 1.0 - b1 ** (t + 1), "c2": 1.0 - b2 ** (t + 1)}
 
     return Optimizer(
         "adam", lr, {"b1": b1, "b2": b2, "eps": eps}, ("m", "v"), rule,
         **_common(weight_decay, decoupled_weight_decay, weight_decay_mask, inplace_state),
+        _per_step=bias_corrections,
     )
 
 

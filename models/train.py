@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dtype", choices=["float32", "float64"])
     parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=None,
-                        help="record the training step once and replay it (tg.trace)")
+                        help="the training step (forward, backward, update) as one compiled "
+                             "program (tg.trace; the same numbers as --no-trace)")
     parser.add_argument("--threads", type=int, help="BLAS threads (0: leave as they are)")
     parser.add_argument("--train-eval", type=int, metavar="N",
                         help="score N training images after each epoch (0: all of them)")
@@ -375,6 +376,45 @@ def save_params(path: Path, params: dict, config: Config) -> None:
         np.savez(handle, **params, __config__=np.array(json.dumps(asdict(config))))
 
 
+def eager_step(optimizer: optim.Optimizer) -> Any:
+    """``step(params, state, x, y, activation) -> (loss, params, state)``: the gradient by
+    ``tg.value_and_grad``, then ``optimizer.update`` (``--no-trace``)."""
+    loss_and_grad = tg.value_and_grad(network.loss)
+
+    def step(params: dict, state: dict, x: np.ndarray, y: np.ndarray, activation: str) -> tuple:
+        value, grads = loss_and_grad(params, x, y, activation)
+        params, state = optimizer.update(params, grads, state)
+        return value, params, state
+
+    return step
+
+
+def compiled_step(optimizer: optim.Optimizer) -> Any:
+    """The same step as :func:`eager_step`, bit for bit, as one compiled program: forward,
+    backward and the optimizer's update (``tg.trace``), the parameters and the optimizer's
+    slots donated (updated in place). The step's learning rate and other per-step numbers
+    (``optimizer.scalars``) are inputs of the program, as 0-d arrays of the parameters' dtype,
+    so that a schedule does not retrace it."""
+
+    def train_step(params: dict, slots: dict, scalars: dict, x: Any, y: Any,
+                   activation: str) -> tuple:
+        value, grads = tg.value_and_grad(network.loss)(params, x, y, activation)
+        return (value, *optimizer.apply(params, grads, slots, scalars))
+
+    program = tg.trace(train_step, donate_argnums=(0, 1))
+
+    def step(params: dict, state: dict, x: np.ndarray, y: np.ndarray, activation: str) -> tuple:
+        t = int(state["step"])
+        dtype = network.dtype_of(params)
+        scalars = {k: np.asarray(v, dtype) for k, v in optimizer.scalars(t).items()}
+        slots = {slot: state[slot] for slot in optimizer.slots}
+        value, params, slots = program(params, slots, scalars, x, y, activation)
+        return value, params, {"step": np.asarray(t + 1, dtype=np.int64), **slots}
+
+    step.program = program  # type: ignore[attr-defined] - for its source and trace count
+    return step
+
+
 def prefetched(make: Any, items: Sequence[int]) -> Any:
     """Yield ``(item, make(item))`` for each item, making the next one in a second thread
     meanwhile. A training epoch's shuffled and augmented images are made while the previous
@@ -426,9 +466,7 @@ def train(config: Config, out: Path, *, progress: bool = True,
             "changed": {k: {"was": was[k], "now": v} for k, v in asdict(config).items()
                         if was[k] != v}}]
 
-    loss_and_grad = tg.value_and_grad(network.loss)
-    if config.trace:  # the same numbers as eager mode (tests/test_trace.py), replayed
-        loss_and_grad = tg.trace(loss_and_grad)
+    step = compiled_step(optimizer) if config.trace else eager_step(optimizer)
     # A fixed subset of the training set, when scoring all of it each epoch costs too much time.
     scored = (slice(None) if config.train_eval == 0 or config.train_eval >= count else
               np.sort(np.random.default_rng([config.seed, 10**6]).choice(
@@ -447,14 +485,13 @@ def train(config: Config, out: Path, *, progress: bool = True,
         epoch_start = time.perf_counter()
         for start in range(0, count, batch):
             xb, yb = x_epoch[start:start + batch], y_epoch[start:start + batch]
-            value, grads = loss_and_grad(params, xb, yb, config.activation)
+            value, params, state = step(params, state, xb, yb, config.activation)
             if not np.isfinite(value):  # diverged: keep the last good checkpoint, stop
                 kept = (f"the last good state is {out / 'checkpoint.npz'} (after epoch {epoch})"
                         if epoch > 0 else "no epoch had finished, so nothing was kept")
                 raise TrainingDiverged(
                     f"the loss became {float(value)} in epoch {epoch + 1}, step "
                     f"{start // batch + 1} (learning rate too large?); {kept}")
-            params, state = optimizer.update(params, grads, state)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - epoch_start, 3),
                   "lr": schedule((epoch + 1) * steps_per_epoch - 1)}  # the epoch's last step
         record["train_loss"], record["train_accuracy"] = network.evaluate(

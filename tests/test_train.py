@@ -294,3 +294,47 @@ def test_the_next_epoch_is_made_in_a_second_thread_in_order_and_errors_surface()
     next(loop)
     loop.close()  # a loop left early (an error while training) shuts the thread down
     assert not workers()
+
+
+@pytest.mark.parametrize("name, options", [
+    ("sgd", {}),
+    ("momentum", {"weight_decay": 1e-2}),
+    ("nesterov", {"weight_decay": 5e-5}),
+    ("adam", {"weight_decay": 1e-3}),
+    ("adamw", {"weight_decay": 1e-2}),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_training_step_is_the_eager_one_bit_for_bit(name, options, dtype):
+    """Issue 10: models.train's default step is one compiled program (forward, backward and
+    the optimizer's update, parameters and slots donated); the learning rate of a schedule and
+    Adam's bias corrections are inputs of it, so the program is traced once per batch shape,
+    and every parameter and slot equals the eager step's (value_and_grad, then update)."""
+    from models import optim
+    from models.init import init_params
+    from models.train import compiled_step, eager_step
+
+    rng = np.random.default_rng(0)
+    schedule = optim.cosine(0.3, total_steps=12, warmup_steps=2)
+    optimizer = optim.get_optimizer(name, lr=schedule, weight_decay_mask=lambda path, p:
+                                    p.ndim > 1, inplace_state=True, **options)
+    params = init_params((12, 7, 3), method="he", seed=1, dtype=dtype)
+    batches = [(rng.random((rows, 12)).astype(dtype), rng.integers(0, 3, rows))
+               for rows in (5, 5, 5, 2, 5, 5, 2)]  # a last partial batch, twice
+    results = []
+    for make in (eager_step, compiled_step):
+        step = make(optimizer)
+        p = {k: v.copy() for k, v in params.items()}
+        state = optimizer.init(p)
+        losses = []
+        for x, y in batches:
+            value, p, state = step(p, state, x, y, "sigmoid")
+            losses.append(float(value))
+        results.append((losses, p, optim.state_to_arrays(state)))
+    (eager_losses, eager_p, eager_state), (losses, p, state) = results
+    assert losses == eager_losses
+    for k in params:
+        assert p[k].dtype == dtype and np.array_equal(p[k], eager_p[k]), k
+    assert state.keys() == eager_state.keys()
+    for k in state:
+        assert np.array_equal(state[k], eager_state[k]), k
+    assert step.program.trace_count == 2  # one per batch shape, not one per learning rate
