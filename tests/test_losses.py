@@ -378,3 +378,39 @@ def test_a_batch_of_few_classes_is_reduced_by_columns_exactly_enough_and_stably(
     assert np.all(np.abs(result - reference) <= 8 * eps * (1 + np.abs(reference)))
     row_path = losses._log_softmax(logits[:, :, None], axis=1)[:, :, 0]  # (3-D: the row path)
     assert np.allclose(result, row_path, rtol=4 * eps, atol=4 * eps)
+
+
+def test_the_compiled_cross_entropy_agrees_with_eager_on_awkward_inputs():
+    """Found by review: int8 ids with 200 classes wrapped the plan's class ids (a label -100
+    matched class 156, silently); logits that are not C-contiguous were reduced in another
+    order than eager's (1 ulp). Now: no plan for the first, the general path for the second."""
+    from tinygraph.ops import losses
+
+    assert losses._cross_entropy_and_rule.plan(
+        [(6, 200), (6,)], [np.dtype(np.float32), np.dtype(np.int8)]) is None
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 200)).astype(np.float32)
+    step = tg.trace(tg.value_and_grad(lambda z, t: tg.softmax_cross_entropy(z, t)))
+    labels = np.array([1, 2, 3, 4, 5, 6], np.int8)
+    step(logits, labels)
+    with pytest.raises(ValueError, match="label -100 at row 5 is negative"):
+        step(logits, np.array([1, 2, 3, 4, 5, -100], np.int8))
+    for rows, classes in ((20, 10), (63, 32), (64, 33), (100, 40), (100, 10)):
+        x = rng.normal(size=(classes, rows)).astype(np.float32)
+        y = rng.integers(0, classes, rows)
+        f = tg.value_and_grad(lambda z, t: tg.softmax_cross_entropy(z.T, t))
+        traced = tg.trace(f)
+        for _ in range(2):
+            value, grad = traced(x, y)
+            value0, grad0 = f(x, y)
+            assert np.array_equal(value, value0) and np.array_equal(grad, grad0), (rows, classes)
+
+
+def test_the_column_path_is_for_float32_and_float64_arrays_of_any_subclass(tmp_path):
+    from tinygraph.ops import softmax
+
+    assert not softmax._by_columns(np.zeros((100, 10), np.float16), 1)  # rounds per class
+    mapped = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float32, (100, 10))
+    mapped[:] = np.random.default_rng(0).normal(size=(100, 10))
+    assert softmax._by_columns(mapped, 1)
+    assert np.array_equal(tg.log_softmax(mapped), tg.log_softmax(np.array(mapped)))

@@ -330,3 +330,21 @@ def test_every_way_of_computing_the_sigmoid_gives_the_definition_s_bits():
             planned = arithmetic._sigmoid_plan(x.shape, x.dtype)  # a compiled program's
             assert np.array_equal(planned(np.empty_like(x), x), expected, equal_nan=True)
             assert np.array_equal(tg.sigmoid(x[::2]), expected[::2], equal_nan=True)  # strided
+
+
+def test_the_sigmoid_of_a_mask_and_its_nan_bits_match_the_compiled_programs():
+    """Found by review: a small boolean array failed inside np.sign with a garbled error, and a
+    large strided input took another numerator formula than the compiled plan (NaN's sign
+    bit differed)."""
+    from tinygraph.ops import arithmetic
+
+    mask = np.array([True, False, True])
+    assert np.array_equal(tg.sigmoid(mask), tg.sigmoid(mask.astype(np.float16)))  # as NumPy: f16
+    x = np.random.default_rng(0).normal(size=(2 * arithmetic._SIGMOID_COMPARE, 2)) * 5
+    x[::3] = np.nan
+    strided = x[:, 0]  # not contiguous, above the comparison threshold
+    planned = arithmetic._sigmoid_plan(strided.shape, strided.dtype)(np.empty(len(strided)),
+                                                                     strided)
+    assert tg.sigmoid(strided).tobytes() == planned.tobytes()
+    with pytest.raises(TypeError, match=r"^sign: "):
+        tg.sign(np.array([True]))  # an error type with other arguments: still one line

@@ -314,15 +314,15 @@ def entry_source(program: Program, arg_treedefs: list[Any], statics: dict[int, A
     donated = [f"in{item.value}" for item in program.inputs if item.donated]
     if donated:  # a donated array must be ours to overwrite: writeable, and no other input's
         # Inline, the common case costs a few attribute reads (no call): every donated array
-        # writeable, and every input over memory of its own (distinct bases). Only when two
-        # inputs share a base does the exact judgement run.
+        # writeable, and every input a distinct array that owns its memory (so none overlaps
+        # another). Otherwise (views, one array twice) the judgement by memory bounds runs.
         namespace["_donation_unsafe"] = donation_unsafe
         inputs = [f"in{item.value}" for item in program.inputs]
         writeable = " and ".join(f"{name}.flags.writeable" for name in donated)
-        bases = ", ".join(f"id({name} if {name}.base is None else {name}.base)"
-                          for name in inputs)
+        owners = " and ".join(f"{name}.flags.owndata" for name in inputs)
+        ids = ", ".join(f"id({name})" for name in inputs)
         text.append(f"    if not ({writeable}): raise GuardError()")
-        text.append(f"    if len({{{bases}}}) != {len(inputs)} and "
+        text.append(f"    if not ({owners} and len({{{ids}}}) == {len(inputs)}) and "
                     f"_donation_unsafe(({', '.join(donated)},), ({', '.join(inputs)},)): "
                     "raise GuardError()")
     call = ", ".join(f"in{item.value}" for item in program.inputs)
@@ -365,13 +365,16 @@ def _same(value: Any, traced: Any) -> bool:
 
 def donation_unsafe(donated: tuple, inputs: tuple) -> bool:
     """Whether writing into the donated arrays could change another input (or cannot be done):
-    a read-only array, or two inputs over the same memory (one array passed twice, tied
-    weights). Judged by the arrays' bases, which is cheap enough for every call."""
+    a read-only array, or a donated array that may share memory with another input (one array
+    passed twice, tied weights, views of one buffer, even through distinct bases: as_strided,
+    frombuffer). ``np.may_share_memory`` compares memory bounds: it may say yes for
+    interleaved views that do not overlap (then nothing is donated), never no for ones that
+    do. The generated entry calls this only when some input does not own its memory."""
     if not all(array.flags.writeable for array in donated):
         return True
-    bases = [id(a if a.base is None else a.base) for a in inputs]
-    return len(set(bases)) != len(bases) and any(
-        bases.count(id(a if a.base is None else a.base)) > 1 for a in donated)
+    return any(other is not array and np.may_share_memory(array, other)
+               for array in donated for other in inputs) or any(
+        sum(other is array for other in inputs) > 1 for array in donated)
 
 
 def _fresh(constant: Any) -> Any:

@@ -338,7 +338,11 @@ class Primitive:
             shapes = ", ".join(describe(v) for v in values)
             reason = f"inputs {shapes}: {exc}"
         extra = f" with {params}" if params and self.explain is None else ""
-        return type(exc)(f"{self.name}: {reason}{extra} (at {user_site()})")
+        message = f"{self.name}: {reason}{extra} (at {user_site()})"
+        try:
+            return type(exc)(message)
+        except Exception:  # an error type that takes other arguments (NumPy's _UFuncNoLoopError)
+            return TypeError(message)
 
     def __repr__(self) -> str:
         return f"<tinygraph primitive {self.name}>"

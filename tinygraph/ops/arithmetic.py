@@ -276,8 +276,14 @@ def _sigmoid_into(out, x):
     x = np.asarray(x)
     if out is None:
         out = np.empty(x.shape, np.result_type(x, np.float16))
-    if x.size < _SIGMOID_COMPARE or not (x.flags.c_contiguous and out.flags.c_contiguous):
+    if x.dtype.kind == "b" or out is x:  # (np.sign has no boolean loop; out is written first)
+        x = x.astype(out.dtype)
+    # The formula is chosen by size alone, as a compiled program's plan chooses it: the same
+    # bits, NaN's sign bit included.
+    if x.size < _SIGMOID_COMPARE:
         return _sigmoid_by_sign(out, x, np.empty_like(out))
+    if not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return _sigmoid_by_comparison(out, x, np.empty_like(out), np.empty(out.shape, bool))
     return _sigmoid_plan(x.shape, out.dtype)(out, x)
 
 

@@ -353,14 +353,19 @@ def _plan_cross_entropy_and_rule(shapes: list[tuple[int, ...]], dtypes: list[np.
             or dtype.kind != "f" or 0 in logits_shape):
         return None
     count, classes = logits_shape
+    if classes - 1 > np.iinfo(labels_dtype).max:  # int8 ids and 200 classes: 0..C-1 would wrap
+        return None
     class_ids = np.arange(classes, dtype=labels_dtype)
     maximum, add, subtract, exp, log, equal = (np.maximum.reduce, np.add.reduce, np.subtract,
                                                np.exp, np.log, np.equal)
     count_nonzero = np.count_nonzero
 
-    def checked(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
-        loss, rule = _cross_entropy_and_rule(logits, labels)  # raises: an id is out of range
-        np.copyto(out, rule)  # (the one-hot can only miss an id out of range: not reached)
+    def general(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
+        """The general path: it raises the one-line error of an id out of range, and gives
+        eager's bits for logits that are not C-contiguous (NumPy then reduces in another
+        order)."""
+        loss, rule = _cross_entropy_and_rule(logits, labels)
+        np.copyto(out, rule)
         return loss, out
 
     if _columns_shape(logits_shape, dtype, 1):  # as _log_softmax decides for these logits
@@ -372,7 +377,7 @@ def _plan_cross_entropy_and_rule(shapes: list[tuple[int, ...]], dtypes: list[np.
         def by_columns(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
             equal(class_column, labels, out=onehot_t)  # the one-hot, transposed
             if count_nonzero(onehot_t) != count:
-                return checked(out, logits, labels)
+                return general(out, logits, labels)
             exps = out.reshape(classes, count)  # (scratch until the result is copied in)
             log_probs_t = _log_softmax_transposed(logits, columns, exps, row)
             loss = np.asarray(0.0 - add(log_probs_t[labels, rows]) / count, dtype=dtype)
@@ -388,8 +393,8 @@ def _plan_cross_entropy_and_rule(shapes: list[tuple[int, ...]], dtypes: list[np.
 
     def by_rows(out: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
         equal(labels.reshape(count, 1), class_ids, out=onehot)
-        if count_nonzero(onehot) != count:
-            return checked(out, logits, labels)
+        if count_nonzero(onehot) != count or not logits.flags.c_contiguous:
+            return general(out, logits, labels)
         maximum(logits, axis=1, keepdims=True, out=row)  # _log_softmax, into the buffers
         subtract(logits, row, out=log_probs)
         exp(log_probs, out=out)

@@ -40,11 +40,13 @@ _COLUMNS_MIN_ROWS = 64  # below it, the two transposing copies cost more than th
 def _by_columns(x: Any, axis: int) -> bool:
     """Whether _log_softmax goes by columns (_log_softmax_transposed): decided by type, shape
     and dtype alone, so a compiled program's plan decides as the eager op does (same bits)."""
-    return type(x) is np.ndarray and _columns_shape(x.shape, x.dtype, axis)
+    return isinstance(x, np.ndarray) and _columns_shape(x.shape, x.dtype, axis)
 
 
 def _columns_shape(shape: tuple[int, ...], dtype: np.dtype, axis: int) -> bool:
-    return (len(shape) == 2 and axis in (1, -1) and dtype.kind == "f"
+    # (not float16: a running sum of float16 rounds after every class, where NumPy's row
+    # reduction accumulates in float32)
+    return (len(shape) == 2 and axis in (1, -1) and dtype.kind == "f" and dtype.itemsize >= 4
             and shape[1] <= _COLUMNS_MAX_CLASSES and shape[0] >= _COLUMNS_MIN_ROWS)
 
 
