@@ -255,26 +255,25 @@ def _tracking(connection_class: type[http.client.HTTPConnection], deadline: _Dea
     return Tracked
 
 
-class _TrackingHTTPHandler(urllib.request.HTTPHandler):
-    """urllib's HTTP handler, with the connections' sockets given to a :class:`_Deadline`."""
+class _Tracking:
+    """urllib's HTTP(S) handler (the class this is mixed into), with the connections' sockets
+    given to a :class:`_Deadline`."""
 
     def __init__(self, deadline: _Deadline) -> None:
         super().__init__()
         self._deadline = deadline
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_tracking(http_class, self._deadline), req, **kwargs)
+        return super().do_open(  # type: ignore[misc]
+            _tracking(http_class, self._deadline), req, **kwargs)
 
 
-class _TrackingHTTPSHandler(urllib.request.HTTPSHandler):
-    """urllib's HTTPS handler, with the connections' sockets given to a :class:`_Deadline`."""
+class _TrackingHTTPHandler(_Tracking, urllib.request.HTTPHandler):
+    pass
 
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_tracking(http_class, self._deadline), req, **kwargs)
+class _TrackingHTTPSHandler(_Tracking, urllib.request.HTTPSHandler):
+    pass
 
 
 def _open_url(request: urllib.request.Request, timeout: float, deadline: _Deadline) -> Any:
